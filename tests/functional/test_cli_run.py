@@ -1,0 +1,246 @@
+"""`perfsleuth run` end to end: the real CLI, the real example server, a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import time
+
+import pytest
+from cli_helpers import perfsleuth, show_json, start_perfsleuth
+from support.llm_server import running_llm_server
+
+PERCENTILE_KEYS = {"p50", "p90", "p95", "p99", "p999", "max", "mean"}
+STREAM_BODY = json.dumps({"prompt": "one two three four", "max_tokens": 8, "stream": True})
+
+
+@pytest.fixture(scope="module")
+def server():
+    with running_llm_server() as handle:
+        yield handle
+
+
+@pytest.fixture
+def db(tmp_path):
+    return f"sqlite:///{tmp_path / 'runs.db'}"
+
+
+def _stream_run(server, db, tmp_path, *extra):
+    out = tmp_path / "run.json"
+    done = perfsleuth(
+        "run",
+        "--url",
+        f"{server.url}/v1/completions",
+        "--rate",
+        "4",
+        "--duration",
+        "4s",
+        "--body",
+        STREAM_BODY,
+        "--stream",
+        "sse",
+        "--attach",
+        str(server.pid),
+        "--json",
+        str(out),
+        "--db",
+        db,
+        *extra,
+        cwd=tmp_path,
+    )
+    return done, out
+
+
+def test_streaming_run_is_stored_and_matches_the_json_contract(server, db, tmp_path):
+    done, out = _stream_run(server, db, tmp_path, "--tag", "nightly")
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    # One progress line per second of load, then the summary on stdout.
+    assert sum(1 for line in done.stderr.splitlines() if line.startswith("[")) >= 4
+    assert "latency (corrected)" in done.stdout
+    doc = json.loads(out.read_text())
+    for key in (
+        "run_id",
+        "status",
+        "scenario",
+        "tag",
+        "started_at",
+        "duration_s",
+        "requests",
+        "target_rate_rps",
+        "throughput_rps",
+        "latency_ms",
+        "latency_uncorrected_ms",
+        "llm",
+        "driver",
+        "probes",
+        "probes_unavailable",
+        "findings",
+    ):
+        assert key in doc, key
+    assert doc["status"] == "completed" and doc["tag"] == "nightly"
+    assert doc["target_rate_rps"] == 4.0
+    req = doc["requests"]
+    assert req["total"] >= 14 and req["errors"] == 0 and req["error_rate"] == 0.0
+    assert {"timeout", "connect", "http_5xx", "http_4xx", "protocol"} <= set(req["errors_by_class"])
+    assert set(doc["latency_ms"]) >= PERCENTILE_KEYS
+    assert set(doc["latency_uncorrected_ms"]) >= PERCENTILE_KEYS
+    llm = doc["llm"]
+    assert llm["output_tokens"] == 8 * req["ok"]
+    assert 0 < llm["ttft_ms"]["p50"] < doc["latency_uncorrected_ms"]["p50"]
+    assert llm["itl_ms"]["p50"] > 0 and llm["tpot_ms"]["p50"] > 0
+    assert llm["output_tokens_per_s"] > 0
+    assert set(doc["driver"]) >= {"schedule_lag_ms", "saturated"}
+    probes = doc["probes"]
+    for name in (
+        "cpu.ctx_switches_voluntary_per_s",
+        "cpu.ctx_switches_involuntary_per_s",
+        "cpu.process_pct",
+        "mem.rss_mb",
+        "disk.write_iops",
+    ):
+        assert name in probes, name
+        assert set(probes[name]) == {"mean", "max", "unit"}
+    assert probes["cpu.process_pct"]["mean"] > 5  # the engine thread works while serving
+    assert probes["mem.rss_mb"]["mean"] > 10
+
+    # The store holds the windows (one per second) and the 4 Hz probe samples.
+    path = db.removeprefix("sqlite:///")
+    con = sqlite3.connect(path)
+    windows = con.execute(
+        "select count(*), sum(ok) from windows where run_id=?", (doc["run_id"],)
+    ).fetchone()
+    samples = con.execute(
+        "select count(*) from probe_samples where run_id=?", (doc["run_id"],)
+    ).fetchone()
+    assert windows[0] >= 4 and windows[1] == req["ok"]
+    assert samples[0] >= 12
+
+    # `show --json` reads the same document back from the store.
+    assert show_json(db, str(doc["run_id"]), tmp_path) == doc
+    assert show_json(db, "latest", tmp_path) == doc
+    shown = perfsleuth("show", "latest", "--db", db, cwd=tmp_path)
+    assert shown.returncode == 0 and f"run {doc['run_id']}" in shown.stdout
+
+
+def test_closed_model_non_streaming(server, db, tmp_path):
+    out = tmp_path / "closed.json"
+    done = perfsleuth(
+        "run",
+        "--url",
+        f"{server.url}/v1/inference",
+        "--users",
+        "2",
+        "--duration",
+        "3s",
+        "--body",
+        json.dumps({"prompt": "hi there", "max_tokens": 4}),
+        "--json",
+        str(out),
+        "--db",
+        db,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(out.read_text())
+    assert doc["target_rate_rps"] is None
+    assert doc["requests"]["ok"] >= 4
+    assert doc["llm"]["output_tokens"] == 4 * doc["requests"]["ok"]  # read from the JSON body
+    # No schedule in a closed model: corrected and uncorrected latency agree.
+    assert doc["latency_ms"]["p50"] == pytest.approx(doc["latency_uncorrected_ms"]["p50"], rel=0.05)
+
+
+def test_http_errors_are_classified_not_fatal(server, db, tmp_path):
+    out = tmp_path / "err.json"
+    done = perfsleuth(
+        "run",
+        "--url",
+        f"{server.url}/no/such/path",
+        "--rate",
+        "5",
+        "--duration",
+        "2s",
+        "--json",
+        str(out),
+        "--db",
+        db,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(out.read_text())
+    assert doc["requests"]["errors"] == doc["requests"]["total"] >= 8
+    assert doc["requests"]["errors_by_class"]["http_4xx"] == doc["requests"]["errors"]
+    assert doc["requests"]["error_rate"] == 1.0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_keeps_the_run(server, db, tmp_path, signum):
+    proc = start_perfsleuth(
+        "run",
+        "--url",
+        f"{server.url}/v1/completions",
+        "--rate",
+        "4",
+        "--duration",
+        "60s",
+        "--body",
+        STREAM_BODY,
+        "--stream",
+        "sse",
+        "--db",
+        db,
+        cwd=tmp_path,
+    )
+    try:
+        time.sleep(4.0)
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    doc = show_json(db, "latest", tmp_path)
+    assert doc["status"] == "interrupted"
+    assert doc["requests"]["ok"] >= 4
+    assert doc["duration_s"] < 30
+
+
+def test_launched_target_dying_mid_run_is_survived(db, tmp_path):
+    import socket
+    import sys
+    from pathlib import Path
+
+    import psutil
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = Path(__file__).resolve().parents[2] / "examples" / "llm_server.py"
+    proc = start_perfsleuth(
+        "run", "--url", f"http://127.0.0.1:{port}/v1/inference", "--rate", "5", "--duration", "6s",
+        "--body", json.dumps({"prompt": "x", "max_tokens": 2}),
+        "--launch", f"{sys.executable} {server} --host 127.0.0.1 --port {port}",
+        "--db", db, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        victim = None
+        while victim is None and time.monotonic() < deadline:
+            for child in psutil.Process(proc.pid).children(recursive=True):
+                if "llm_server.py" in " ".join(child.cmdline()):
+                    victim = child
+            time.sleep(0.2)
+        assert victim is not None, "the launched server never appeared"
+        # Kill it once the load has been running for a while.
+        time.sleep(3.0)
+        victim.kill()
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    doc = show_json(db, "latest", tmp_path)
+    assert doc["status"] == "completed"
+    assert doc["requests"]["ok"] >= 5
+    assert doc["requests"]["errors_by_class"]["connect"] >= 3
+    assert any("killed" in e["note"] or "exit" in e["note"] for e in doc["target_events"])

@@ -1,0 +1,51 @@
+import pytest
+
+from tracker.metrics import LATENCY, Histogram, Window, merge_windows
+
+
+def test_histogram_percentiles_in_ms():
+    h = Histogram()
+    for ms in range(1, 101):
+        h.record_ms(float(ms))
+    s = h.summary_ms()
+    assert s is not None
+    assert s["p50"] == pytest.approx(50, rel=0.01)
+    assert s["p99"] == pytest.approx(99, rel=0.01)
+    assert s["max"] == pytest.approx(100, rel=0.01)
+    assert s["mean"] == pytest.approx(50.5, rel=0.01)
+
+
+def test_empty_histogram_has_no_summary():
+    assert Histogram().summary_ms() is None
+
+
+def test_encode_decode_roundtrip_is_exact():
+    h = Histogram()
+    for v in (0.2, 1.5, 12.0, 900.0, 45_000.0):
+        h.record_ms(v)
+    back = Histogram.decode(h.encode())
+    assert back.summary_ms() == h.summary_ms()
+
+
+def test_merge_windows_is_exact_sum():
+    a, b = Window(index=0, start_s=0.0), Window(index=1, start_s=1.0)
+    for i in range(100):
+        a.hist(LATENCY).record_ms(10.0)
+        b.hist(LATENCY).record_ms(20.0 + i)
+    a.ok, b.ok = 100, 100
+    a.add_error("timeout")
+    b.add_error("timeout")
+    b.add_error("http_5xx")
+    total = merge_windows([a, b])
+    assert total.ok == 200
+    assert total.errors == 3
+    assert total.errors_by_class == {"timeout": 2, "http_5xx": 1}
+    assert total.hist(LATENCY).count == 200
+    assert total.duration_s == pytest.approx(2.0)
+
+
+def test_out_of_range_values_are_clamped_not_lost():
+    h = Histogram()
+    h.record_ms(0.0)
+    h.record_ms(10 * 3600 * 1000.0)
+    assert h.count == 2

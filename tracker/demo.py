@@ -1,0 +1,175 @@
+"""`perfsleuth demo`: the example LLM server, a streaming load, a fault switched on halfway.
+
+Used by the CLI. Starts `llm_server.py` (shipped in the wheel) on a free loopback port
+as a probed child process, drives an open-model streaming scenario at it, switches the
+chosen fault on at half time through the server's admin API, and reports both halves.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import httpx
+
+from probes import Target
+from tracker._resources import example_server_path
+from tracker.errors import RunFailedError
+from tracker.metrics import ITL, LATENCY, TTFT, Window, merge_windows
+from tracker.runner import TimedAction
+from tracker.scenario import LoadSpec, RequestSpec, Scenario
+from tracker.store import SampleRecord
+from tracker.summary import probe_section
+
+FAULTS = ("none", "cpu", "gc", "io")
+_PROMPT = (
+    "Explain, step by step and with a short example, why a service that is fast alone can "
+    "become slow under load: queueing, batching, garbage collection and disk writes."
+)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(port: int, timeout_s: float = 30.0) -> Target:
+    """Launch the example server and wait until /health answers."""
+    argv = [sys.executable, str(example_server_path()), "--host", "127.0.0.1", "--port", str(port)]
+    target = Target.launch(argv)
+    url = f"http://127.0.0.1:{port}/health"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not target.alive:
+            raise RunFailedError(f"the example server exited at start ({target.death_reason})")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return target
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    target.terminate()
+    raise RunFailedError(f"the example server did not answer {url} within {timeout_s:.0f}s")
+
+
+def demo_scenario(port: int, duration_s: float, rate: float) -> Scenario:
+    return Scenario(
+        name="demo: streaming completions",
+        base_url=f"http://127.0.0.1:{port}",
+        request=RequestSpec(
+            method="POST",
+            path="/v1/completions",
+            body={"model": "sim", "prompt": _PROMPT, "max_tokens": 32, "stream": True},
+            timeout_s=30.0,
+            stream="sse",
+        ),
+        load=LoadSpec(model="open", duration_s=duration_s, rate=rate, warmup_s=2.0),
+    )
+
+
+def fault_action(port: int, fault: str, at_s: float) -> TimedAction:
+    async def switch_on() -> str:
+        async with httpx.AsyncClient(timeout=5.0) as client:
+            response = await client.post(
+                f"http://127.0.0.1:{port}/admin/fault", json={"fault": fault}
+            )
+        if response.status_code != 200:
+            return f"could not switch fault {fault} on: HTTP {response.status_code}"
+        return f"fault '{fault}' switched on at {at_s:.0f}s"
+
+    return TimedAction(at_s, switch_on)
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One half of the demo, summarised."""
+
+    label: str
+    window: Window
+    probes: dict[str, float]
+
+
+def phases(
+    windows: Iterable[Window], samples: Iterable[SampleRecord], split_s: float
+) -> list[Phase]:
+    """Split a run at `split_s` (the fault's start) into before and after, warm-up excluded.
+
+    The second after the switch is left out of both: requests in flight then straddle it.
+    """
+    measured = [w for w in windows if not w.warmup]
+    before = [w for w in measured if w.start_s + w.duration_s <= split_s]
+    after = [w for w in measured if w.start_s >= split_s + 1]
+    sample_list = list(samples)
+    return [
+        Phase(
+            "before fault", merge_windows(before), _means(s for s in sample_list if s.t_s < split_s)
+        ),
+        Phase(
+            "fault on", merge_windows(after), _means(s for s in sample_list if s.t_s >= split_s + 1)
+        ),
+    ]
+
+
+def _means(samples: Iterable[SampleRecord]) -> dict[str, float]:
+    return {name: stats["mean"] for name, stats in probe_section(samples).items()}
+
+
+_PROBE_ROWS = (
+    ("server CPU %", "cpu.process_pct"),
+    ("involuntary ctx switches/s", "cpu.ctx_switches_involuntary_per_s"),
+    ("voluntary ctx switches/s", "cpu.ctx_switches_voluntary_per_s"),
+    ("run queue (procs running)", "cpu.procs_running"),
+    ("server RSS MB", "mem.rss_mb"),
+    ("server write MB/s", "proc.io_write_mb_per_s"),
+    ("disk write IOPS", "disk.write_iops"),
+)
+
+
+def render_phases(parts: list[Phase]) -> str:
+    """A before/after table: the slowdown and what the probes saw change."""
+    rows: list[tuple[str, list[float | None]]] = []
+
+    def pct(name: str, p: float) -> list[float | None]:
+        out: list[float | None] = []
+        for part in parts:
+            h = part.window.histograms.get(name)
+            out.append(h.percentile_ms(p) if h is not None and h.count else None)
+        return out
+
+    rows.append(("latency p50 ms", pct(LATENCY, 50)))
+    rows.append(("latency p99 ms", pct(LATENCY, 99)))
+    rows.append(("TTFT p50 ms", pct(TTFT, 50)))
+    rows.append(("ITL p50 ms", pct(ITL, 50)))
+    rows.append(
+        (
+            "throughput req/s",
+            [p.window.ok / p.window.duration_s if p.window.duration_s else None for p in parts],
+        )
+    )
+    for label, metric in _PROBE_ROWS:
+        values = [p.probes.get(metric) for p in parts]
+        if any(v is not None for v in values):
+            rows.append((label, values))
+    header = f"  {'':<28}" + "".join(f"{p.label:>14}" for p in parts) + f"{'change':>10}"
+    lines = [header]
+    for label, values in rows:
+        cells = "".join(f"{v:>14.1f}" if v is not None else f"{'-':>14}" for v in values)
+        change = ""
+        first, last = values[0], values[-1]
+        if first and last is not None and abs(first) > 1e-9:
+            change = f"{(last - first) / first * 100:+.0f}%"
+        lines.append(f"  {label:<28}{cells}{change:>10}")
+    return "\n".join(lines)
+
+
+def slowdown_pct(parts: list[Phase]) -> float | None:
+    """How much slower the median request got once the fault was on."""
+    before = parts[0].window.histograms.get(LATENCY)
+    after = parts[-1].window.histograms.get(LATENCY)
+    if before is None or after is None or not before.count or not after.count:
+        return None
+    return (after.percentile_ms(50) / before.percentile_ms(50) - 1.0) * 100.0

@@ -1,0 +1,116 @@
+"""Send one request and time it: send, first content chunk, every chunk, end.
+
+Used by `tracker.driver.engine`. Never raises for a failed request: every failure
+becomes an `Outcome` with an error class (connect, timeout, http_4xx, http_5xx,
+protocol, other), so the driver never crashes on what a server does.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+from tracker.driver.sse import ProtocolError, completion_tokens_of, parse_data_line
+from tracker.scenario import RequestSpec
+
+
+@dataclass(slots=True)
+class Outcome:
+    """Timings (time.monotonic seconds) and result of one request."""
+
+    intended: float
+    sent: float
+    ended: float = 0.0
+    status: int | None = None
+    error: str | None = None
+    first_chunk: float | None = None
+    chunk_times: list[float] = field(default_factory=list)
+    output_tokens: int | None = None
+    tokens_from_usage: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def classify_exception(exc: BaseException) -> str:
+    """Map a transport exception to the error classes of the run JSON contract."""
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return "connect"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc, ProtocolError | httpx.RemoteProtocolError | httpx.DecodingError):
+        return "protocol"
+    if isinstance(exc, httpx.ReadError | httpx.WriteError):
+        return "protocol"
+    return "other"
+
+
+def _status_error(status: int) -> str | None:
+    if status >= 500:
+        return "http_5xx"
+    if status >= 400:
+        return "http_4xx"
+    return None
+
+
+async def execute(client: httpx.AsyncClient, spec: RequestSpec, intended: float) -> Outcome:
+    """Send `spec` now; `intended` is when the schedule wanted it sent."""
+    out = Outcome(intended=intended, sent=time.monotonic())
+    try:
+        async with client.stream(
+            spec.method,
+            spec.path,
+            json=spec.body if spec.body is not None else None,
+            headers=dict(spec.headers) if spec.headers else None,
+            timeout=spec.timeout_s,
+        ) as response:
+            out.status = response.status_code
+            out.error = _status_error(response.status_code)
+            if out.error is None and spec.stream == "sse":
+                await _read_sse(response, out)
+            else:
+                body = await response.aread()
+                if out.error is None:
+                    _read_json_tokens(response, body, out)
+    except Exception as exc:  # noqa: BLE001 - every failure is classified, none escapes
+        out.error = classify_exception(exc)
+    out.ended = time.monotonic()
+    return out
+
+
+async def _read_sse(response: httpx.Response, out: Outcome) -> None:
+    chunks = out.chunk_times
+    async for line in response.aiter_lines():
+        arrived = time.monotonic()
+        chunk = parse_data_line(line)
+        if chunk is None:
+            continue
+        if chunk.content:
+            if out.first_chunk is None:
+                out.first_chunk = arrived
+            chunks.append(arrived)
+        if chunk.completion_tokens is not None:
+            out.output_tokens = chunk.completion_tokens
+            out.tokens_from_usage = True
+        if chunk.done:
+            break
+    if out.output_tokens is None:
+        out.output_tokens = len(chunks)
+
+
+def _read_json_tokens(response: httpx.Response, body: bytes, out: Outcome) -> None:
+    if "json" not in response.headers.get("content-type", ""):
+        return
+    try:
+        parsed = json.loads(body)
+    except json.JSONDecodeError:
+        out.error = "protocol"
+        return
+    tokens = completion_tokens_of(parsed)
+    if tokens is not None:
+        out.output_tokens = tokens
+        out.tokens_from_usage = True

@@ -1,0 +1,134 @@
+"""HDR-histogram windows and percentile summaries.
+
+The driver fills one `Window` per second of the run; the store keeps each window's
+histograms encoded, so any time range of any run can be re-summarised exactly by
+merging windows (`merge_windows`). Values are recorded in microseconds and reported
+in milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from hdrh.histogram import HdrHistogram
+
+# 1 µs .. 1 h at 3 significant digits: 0.1% value precision over any latency we can meet.
+_LOWEST_US = 1
+_HIGHEST_US = 3_600_000_000
+_SIG_FIGS = 3
+
+#: Histogram names a window may hold; all in milliseconds when summarised.
+LATENCY = "latency"  # from the intended send time (CO-corrected)
+LATENCY_UNCORRECTED = "latency_uncorrected"  # from the actual send time
+TTFT = "ttft"
+ITL = "itl"
+TPOT = "tpot"
+SCHEDULE_LAG = "schedule_lag"
+HISTOGRAM_NAMES = (LATENCY, LATENCY_UNCORRECTED, TTFT, ITL, TPOT, SCHEDULE_LAG)
+
+PERCENTILES: tuple[tuple[str, float], ...] = (
+    ("p50", 50.0),
+    ("p90", 90.0),
+    ("p95", 95.0),
+    ("p99", 99.0),
+    ("p999", 99.9),
+)
+
+
+class Histogram:
+    """A latency histogram recorded in microseconds, summarised in milliseconds."""
+
+    __slots__ = ("_h",)
+
+    def __init__(self, hdr: HdrHistogram | None = None) -> None:
+        self._h = hdr if hdr is not None else HdrHistogram(_LOWEST_US, _HIGHEST_US, _SIG_FIGS)
+
+    def record_ms(self, value_ms: float) -> None:
+        """Record one value; values out of range are clamped rather than lost."""
+        us = round(value_ms * 1000.0)
+        self._h.record_value(min(max(us, _LOWEST_US), _HIGHEST_US))
+
+    @property
+    def count(self) -> int:
+        return int(self._h.get_total_count())
+
+    def merge(self, other: Histogram) -> None:
+        """Add every value of `other` to this histogram (exact)."""
+        if other.count:
+            self._h.add(other._h)
+
+    def summary_ms(self) -> dict[str, float] | None:
+        """Percentiles, max and mean in ms, or None when nothing was recorded."""
+        if self.count == 0:
+            return None
+        out = {name: self._h.get_value_at_percentile(p) / 1000.0 for name, p in PERCENTILES}
+        out["max"] = self._h.get_max_value() / 1000.0
+        out["mean"] = round(self._h.get_mean_value() / 1000.0, 3)
+        out["count"] = float(self.count)
+        return out
+
+    def percentile_ms(self, percentile: float) -> float:
+        return float(self._h.get_value_at_percentile(percentile)) / 1000.0
+
+    def encode(self) -> str:
+        """The HdrHistogram compressed encoding, base64 text (readable by HdrHistogram tools)."""
+        raw = self._h.encode()
+        return raw.decode("ascii") if isinstance(raw, bytes) else str(raw)
+
+    @classmethod
+    def decode(cls, text: str) -> Histogram:
+        return cls(HdrHistogram.decode(text.encode("ascii")))
+
+
+@dataclass
+class Window:
+    """What happened in one second of a run, keyed by completion time."""
+
+    index: int
+    start_s: float
+    duration_s: float = 1.0
+    sent: int = 0
+    completed: int = 0
+    ok: int = 0
+    errors: int = 0
+    dropped: int = 0
+    output_tokens: int = 0
+    errors_by_class: dict[str, int] = field(default_factory=dict)
+    histograms: dict[str, Histogram] = field(default_factory=dict)
+    warmup: bool = False
+
+    def hist(self, name: str) -> Histogram:
+        h = self.histograms.get(name)
+        if h is None:
+            h = self.histograms[name] = Histogram()
+        return h
+
+    def add_error(self, error_class: str) -> None:
+        self.errors += 1
+        self.errors_by_class[error_class] = self.errors_by_class.get(error_class, 0) + 1
+
+    def encoded_histograms(self) -> dict[str, str]:
+        return {name: h.encode() for name, h in self.histograms.items() if h.count}
+
+
+def merge_windows(windows: Iterable[Window]) -> Window:
+    """One window holding the sum of `windows` (histograms merged exactly)."""
+    total = Window(index=-1, start_s=0.0, duration_s=0.0)
+    first = True
+    for w in windows:
+        if first:
+            total.start_s = w.start_s
+            first = False
+        total.duration_s = max(total.duration_s, w.start_s + w.duration_s - total.start_s)
+        total.sent += w.sent
+        total.completed += w.completed
+        total.ok += w.ok
+        total.errors += w.errors
+        total.dropped += w.dropped
+        total.output_tokens += w.output_tokens
+        for cls, n in w.errors_by_class.items():
+            total.errors_by_class[cls] = total.errors_by_class.get(cls, 0) + n
+        for name, h in w.histograms.items():
+            total.hist(name).merge(h)
+    return total

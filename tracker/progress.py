@@ -1,0 +1,61 @@
+"""Plain progress lines, one per second of load, for terminals without the TUI and for CI logs.
+
+Used by `tracker.runner` through the `ProgressPrinter` interface; the Textual live view
+will implement the same two methods.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from tracker.metrics import LATENCY, TTFT, Window
+
+
+def _ms(value: float) -> str:
+    if value >= 10_000:
+        return f"{value / 1000:.1f}s"
+    if value >= 100:
+        return f"{value:.0f}ms"
+    return f"{value:.1f}ms"
+
+
+class ProgressPrinter:
+    """Writes `[ 12s/40s] 4 req/s ok 4 err 0 p50 812ms p99 1.2s ...` lines."""
+
+    def __init__(self, total_s: float, stream: TextIO | None = None) -> None:
+        self._total = total_s
+        self._stream = stream if stream is not None else sys.stderr
+
+    def window(self, window: Window, probes: dict[str, float]) -> None:
+        end = window.start_s + window.duration_s
+        parts = [f"[{end:4.0f}s/{self._total:.0f}s]"]
+        parts.append(f"sent {window.sent:>4}")
+        parts.append(f"ok {window.ok:>4}")
+        parts.append(f"err {window.errors:>3}")
+        latency = window.histograms.get(LATENCY)
+        if latency is not None and latency.count:
+            parts.append(f"p50 {_ms(latency.percentile_ms(50)):>6}")
+            parts.append(f"p99 {_ms(latency.percentile_ms(99)):>6}")
+        ttft = window.histograms.get(TTFT)
+        if ttft is not None and ttft.count:
+            parts.append(f"ttft {_ms(ttft.percentile_ms(50)):>6}")
+        if "cpu.process_pct" in probes:
+            parts.append(f"| cpu {probes['cpu.process_pct']:5.0f}%")
+        if "cpu.ctx_switches_involuntary_per_s" in probes:
+            parts.append(f"invcs {probes['cpu.ctx_switches_involuntary_per_s']:6.0f}/s")
+        if "mem.rss_mb" in probes:
+            parts.append(f"rss {probes['mem.rss_mb']:5.0f}MB")
+        if "disk.write_iops" in probes:
+            parts.append(f"wr {probes['disk.write_iops']:5.0f}iops")
+        if window.warmup:
+            parts.append("(warm-up)")
+        elif end > self._total + 0.5:
+            parts.append("(draining in-flight requests)")
+        self._print(" ".join(parts))
+
+    def note(self, message: str) -> None:
+        self._print(f"  » {message}")
+
+    def _print(self, line: str) -> None:
+        print(line, file=self._stream, flush=True)

@@ -1,0 +1,86 @@
+"""Human renderings of a run document: the end-of-run summary and `perfsleuth show`.
+
+Used by the CLI. JSON output is the document itself (`tracker.summary.run_document`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_PCTS = ("p50", "p90", "p99", "max")
+
+
+def _fmt_ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 10_000:
+        return f"{value / 1000:.2f}s"
+    if value >= 100:
+        return f"{value:.0f}ms"
+    return f"{value:.2f}ms"
+
+
+def _pct_row(label: str, pct: dict[str, float] | None) -> str:
+    if not pct:
+        return f"  {label:<22} -"
+    cells = "  ".join(f"{name} {_fmt_ms(pct.get(name)):>8}" for name in _PCTS)
+    return f"  {label:<22} {cells}"
+
+
+def render_run(doc: dict[str, Any]) -> str:
+    """A compact, aligned summary of one run."""
+    lines = [
+        f"run {doc['run_id']} · {doc['status']} · {doc['scenario']}"
+        + (f" · tag {doc['tag']}" if doc.get("tag") else ""),
+        f"  started {doc['started_at']}  duration {doc.get('duration_s') or 0:.1f}s"
+        f"  measured {doc.get('measured_s', 0):.1f}s",
+    ]
+    if doc.get("error"):
+        lines.append(f"  error: {doc['error']}")
+    req = doc["requests"]
+    rate = doc.get("target_rate_rps")
+    lines.append(
+        f"  requests {req['total']}  ok {req['ok']}  errors {req['errors']}"
+        f" ({req['error_rate'] * 100:.1f}%)  throughput {doc['throughput_rps']:.2f} req/s"
+        + (f" (target {rate:g})" if rate else "")
+    )
+    errors = {k: v for k, v in req["errors_by_class"].items() if v}
+    if errors:
+        lines.append("  errors by class: " + ", ".join(f"{k} {v}" for k, v in errors.items()))
+    lines.append(_pct_row("latency (corrected)", doc.get("latency_ms")))
+    lines.append(_pct_row("latency (uncorrected)", doc.get("latency_uncorrected_ms")))
+    llm = doc.get("llm")
+    if llm:
+        lines.append(_pct_row("TTFT", llm.get("ttft_ms")))
+        lines.append(_pct_row("ITL", llm.get("itl_ms")))
+        lines.append(_pct_row("TPOT", llm.get("tpot_ms")))
+        lines.append(
+            f"  output tokens {llm['output_tokens']}  ({llm['output_tokens_per_s']:.1f} tokens/s)"
+        )
+    driver = doc.get("driver") or {}
+    lag = driver.get("schedule_lag_ms")
+    if lag:
+        lines.append(
+            f"  driver schedule lag p99 {_fmt_ms(lag.get('p99'))}"
+            + (
+                "  (SATURATED: the driver could not keep its schedule)"
+                if driver.get("saturated")
+                else ""
+            )
+        )
+    probes = doc.get("probes") or {}
+    if probes:
+        lines.append("  probes (mean / max):")
+        for name, stats in probes.items():
+            unit = stats.get("unit") or ""
+            lines.append(f"    {name:<38} {stats['mean']:>10.1f} / {stats['max']:<10.1f} {unit}")
+    for probe, reason in (doc.get("probes_unavailable") or {}).items():
+        lines.append(f"  probe {probe} unavailable: {reason}")
+    for event in doc.get("target_events") or []:
+        lines.append(f"  target at {event['t_s']:.1f}s: {event['note']}")
+    for finding in doc.get("findings") or []:
+        lines.append(
+            f"  finding {finding['start_s']:.0f}-{finding['end_s']:.0f}s {finding['metric']}"
+            f" {finding['change_pct']:+.0f}% cause {finding['cause']}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,250 @@
+"""One run from start to end: store the run, watch the target, drive the load, summarise.
+
+Used by the CLI's `run` and `demo`. The run row is written before anything can fail,
+and every exit path (completion, Ctrl-C, SIGTERM, target death, a crash) ends with the
+row finished and its windows and samples flushed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from probes import ProbeSample, Sampler, Target
+from tracker.driver import Driver
+from tracker.environment import fingerprint
+from tracker.errors import RunFailedError
+from tracker.metrics import Window
+from tracker.progress import ProgressPrinter
+from tracker.scenario import Scenario
+from tracker.store import SampleRecord, Store
+from tracker.store.writer import StoreWriter
+from tracker.summary import run_document
+
+Action = Callable[[], Awaitable[str | None]]
+
+
+@dataclass(frozen=True)
+class TimedAction:
+    """Something to do `at_s` seconds into the load, e.g. switch a fault on in the demo."""
+
+    at_s: float
+    action: Action
+
+
+@dataclass
+class RunResult:
+    """What a finished run hands back to the CLI."""
+
+    run_id: int
+    status: str
+    document: dict[str, Any]
+    events: list[tuple[float, str]] = field(default_factory=list)
+
+
+def check_reachable(url: str, timeout_s: float = 5.0) -> None:
+    """Fail fast, with one line, when nothing listens at the URL's host and port."""
+    parts = urlsplit(url)
+    host = parts.hostname or "localhost"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            return
+    except socket.gaierror as exc:
+        raise RunFailedError(
+            f"cannot resolve host {host!r} ({exc.strerror}): check the URL"
+        ) from None
+    except TimeoutError:
+        raise RunFailedError(
+            f"cannot connect to {host}:{port}: timed out after {timeout_s:g}s; is the server up?"
+        ) from None
+    except OSError as exc:
+        raise RunFailedError(
+            f"cannot connect to {host}:{port} ({exc.strerror or exc}): is the server running?"
+        ) from None
+
+
+class _Live:
+    """Latest probe values, shared between the probe thread and the progress printer."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.latest: dict[str, float] = {}
+        self.notes: list[str] = []
+
+    def update(self, sample: ProbeSample) -> None:
+        with self._lock:
+            self.latest = dict(sample.metrics)
+            if sample.note:
+                self.notes.append(sample.note)
+
+    def snapshot(self) -> dict[str, float]:
+        with self._lock:
+            return dict(self.latest)
+
+
+def execute_run(
+    scenario: Scenario,
+    store: Store,
+    *,
+    tag: str | None = None,
+    target: Target | None = None,
+    actions: Sequence[TimedAction] = (),
+    progress: ProgressPrinter | None = None,
+) -> RunResult:
+    """Run `scenario` against its URL while probing `target`, and store everything.
+
+    Raises:
+        RunFailedError: the target was unreachable; the run is stored as `failed`.
+    """
+    run_id = store.create_run(
+        scenario=scenario.name,
+        scenario_key=scenario.identity(),
+        scenario_json=scenario.to_json(),
+        environment=fingerprint(),
+        tag=tag,
+        target_url=scenario.url,
+        load_model=scenario.load.model,
+    )
+    started = time.monotonic()
+    try:
+        check_reachable(scenario.base_url)
+    except RunFailedError as exc:
+        store.finish_run(run_id, status="failed", duration_s=0.0, error=str(exc))
+        raise
+    live = _Live()
+    writer = StoreWriter(store, run_id)
+    t0 = time.monotonic()
+
+    def on_sample(sample: ProbeSample) -> None:
+        live.update(sample)
+        writer.add_sample(
+            SampleRecord(sample.t_mono - t0, sample.metrics, sample.target_alive, sample.note)
+        )
+
+    def on_window(window: Window) -> None:
+        writer.add_window(window)
+        if progress is not None:
+            progress.window(window, live.snapshot())
+
+    sampler = Sampler(target, interval_s=scenario.probe_interval_s, on_sample=on_sample)
+    events: list[tuple[float, str]] = []
+    status = "failed"
+    error: str | None = None
+    try:
+        sampler.start()
+        driver = Driver(scenario, on_window)
+        interrupted = asyncio.run(_drive(driver, t0, actions, events, progress))
+        status = "interrupted" if interrupted else "completed"
+    except KeyboardInterrupt:
+        status = "interrupted"
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        sampler.stop()
+        writer.close()
+        if writer.error is not None and error is None:
+            error = f"some results could not be stored: {writer.error}"
+        for note in live.notes:
+            events.append((time.monotonic() - t0, note))
+        run = store.get_run(run_id)
+        document = run_document(run, store.iter_windows(run_id), store.samples(run_id), [])
+        store.finish_run(
+            run_id,
+            status=status,
+            duration_s=time.monotonic() - started,
+            summary=_summary_for_history(document),
+            probes_unavailable=dict(sampler.unavailable),
+            error=error,
+        )
+    run = store.get_run(run_id)
+    document = run_document(
+        run, store.iter_windows(run_id), store.samples(run_id), store.findings(run_id)
+    )
+    return RunResult(run_id, status, document, events)
+
+
+async def _drive(
+    driver: Driver,
+    t0: float,
+    actions: Sequence[TimedAction],
+    events: list[tuple[float, str]],
+    progress: ProgressPrinter | None,
+) -> bool:
+    """Run the driver with signal handling; True when it was interrupted."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals_seen: list[int] = []
+    main_task = asyncio.current_task()
+
+    def on_signal(signum: int) -> None:
+        signals_seen.append(signum)
+        if len(signals_seen) == 1:
+            if progress is not None:
+                progress.note("stopping: finishing the run and storing it (Ctrl-C again to abort)")
+            stop.set()
+        elif main_task is not None:
+            main_task.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+
+    async def fire(action: TimedAction) -> None:
+        delay = t0 + action.at_s - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        message = await action.action()
+        if message:
+            events.append((time.monotonic() - t0, message))
+            if progress is not None:
+                progress.note(message)
+
+    side_tasks = [asyncio.create_task(fire(a)) for a in actions]
+    try:
+        result = await driver.run(stop, t0=t0)
+    except asyncio.CancelledError:
+        return True
+    finally:
+        for task in side_tasks:
+            task.cancel()
+        await asyncio.gather(*side_tasks, return_exceptions=True)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    return result.interrupted or bool(signals_seen)
+
+
+def _summary_for_history(doc: dict[str, Any]) -> dict[str, Any]:
+    """The few numbers `history` lists without reading windows."""
+    return {
+        key: doc.get(key)
+        for key in ("requests", "throughput_rps", "latency_ms", "llm", "driver", "measured_s")
+    }
+
+
+def wait_until_reachable(url: str, target: Target, timeout_s: float) -> None:
+    """Wait for a launched server to accept connections, failing early if it exits."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if not target.alive:
+            raise RunFailedError(
+                f"the launched command exited before serving: {target.death_reason}"
+            )
+        try:
+            check_reachable(url, timeout_s=1.0)
+            return
+        except RunFailedError:
+            if time.monotonic() > deadline:
+                target.terminate()
+                raise RunFailedError(
+                    f"the launched command did not accept connections at {url} "
+                    f"within {timeout_s:.0f}s"
+                ) from None
+            time.sleep(0.1)

@@ -1,0 +1,102 @@
+"""Opening a database URL and bringing its schema to the newest Alembic revision.
+
+Used by `tracker.store.repository.Store.open` and `perfsleuth db upgrade|current`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+from tracker._resources import migrations_path
+from tracker.errors import UsageError
+
+DEFAULT_URL = "sqlite:///perfsleuth.db"
+ENV_VAR = "PERFSLEUTH_DB"
+
+
+def resolve_url(url: str | None) -> str:
+    """`--db` wins, then $PERFSLEUTH_DB, then perfsleuth.db in the working directory."""
+    return url or os.environ.get(ENV_VAR) or DEFAULT_URL
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    # WAL lets a reader (TUI, `show`) and a writer (a run) work at once; the busy timeout
+    # lets two concurrent runs take turns instead of failing with "database is locked".
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def create_db_engine(url: str) -> Engine:
+    """An Engine for `url`, with clear errors for URLs that cannot work."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise UsageError(
+            f"--db: {url!r} is not a database URL; use e.g. sqlite:///perfsleuth.db"
+        ) from None
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            directory = Path(database).expanduser().resolve().parent
+            if not directory.is_dir():
+                raise UsageError(
+                    f"--db: directory {directory} does not exist; create it or choose another path"
+                )
+    try:
+        engine = create_engine(parsed)
+    except NoSuchModuleError:
+        raise UsageError(f"--db: unknown database kind {parsed.drivername!r}") from None
+    except ModuleNotFoundError as exc:
+        raise UsageError(
+            f"--db: the driver for {parsed.drivername} is not installed ({exc.name}); "
+            "for PostgreSQL run `pip install 'perfsleuth[postgres]'`"
+        ) from None
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(migrations_path()))
+    return config
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+    except OperationalError as exc:
+        raise UsageError(f"--db: cannot open the database: {exc.orig}") from None
+
+
+def migrate(engine: Engine) -> None:
+    """Upgrade the schema to head; a database already at head is left untouched."""
+    head = head_revision()
+    if current_revision(engine) == head:
+        return
+    config = _alembic_config()
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+    except OperationalError as exc:
+        raise UsageError(f"--db: cannot migrate the database: {exc.orig}") from None

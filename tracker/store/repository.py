@@ -1,0 +1,271 @@
+"""`Store`: the only code that reads and writes runs, windows, probe samples and findings.
+
+Used by `tracker.runner` (writing during a run, through `tracker.store.writer`) and by
+the CLI's `show` and reports (reading).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from tracker.errors import UsageError
+from tracker.metrics import LATENCY, Histogram, Window
+from tracker.store.database import create_db_engine, migrate, resolve_url
+from tracker.store.models import FindingModel, ProbeSampleModel, RunModel, WindowModel
+from tracker.store.records import FindingRecord, RunRecord, SampleRecord
+
+
+class Store:
+    """A perfsleuth database, migrated to the current schema on open."""
+
+    def __init__(self, engine: Engine, url: str) -> None:
+        self._engine = engine
+        self.url = url
+
+    @classmethod
+    def open(cls, url: str | None = None, *, upgrade: bool = True) -> Store:
+        """Open `url` (see `resolve_url`) and, unless told not to, migrate it to head."""
+        resolved = resolve_url(url)
+        engine = create_db_engine(resolved)
+        if upgrade:
+            migrate(engine)
+        return cls(engine, resolved)
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # -- writing -------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        *,
+        scenario: str,
+        scenario_key: str,
+        scenario_json: dict[str, Any],
+        environment: dict[str, Any],
+        tag: str | None = None,
+        target_url: str | None = None,
+        load_model: str | None = None,
+        started_at: datetime | None = None,
+    ) -> int:
+        """Store a new run with status `running` and return its id."""
+        with Session(self._engine) as session, session.begin():
+            run = RunModel(
+                status="running",
+                scenario=scenario,
+                scenario_key=scenario_key,
+                scenario_json=scenario_json,
+                tag=tag,
+                started_at=started_at or datetime.now(UTC),
+                target_url=target_url,
+                load_model=load_model,
+                environment=environment,
+            )
+            session.add(run)
+            session.flush()
+            return run.id
+
+    def add_windows(self, run_id: int, windows: Sequence[Window]) -> None:
+        if not windows:
+            return
+        rows = []
+        for w in windows:
+            latency = w.histograms.get(LATENCY)
+            rows.append(
+                {
+                    "run_id": run_id,
+                    "idx": w.index,
+                    "start_s": w.start_s,
+                    "duration_s": w.duration_s,
+                    "warmup": w.warmup,
+                    "sent": w.sent,
+                    "completed": w.completed,
+                    "ok": w.ok,
+                    "errors": w.errors,
+                    "dropped": w.dropped,
+                    "output_tokens": w.output_tokens,
+                    "errors_by_class": w.errors_by_class,
+                    "latency_p50_ms": latency.percentile_ms(50)
+                    if latency and latency.count
+                    else None,
+                    "latency_p99_ms": latency.percentile_ms(99)
+                    if latency and latency.count
+                    else None,
+                    "histograms": w.encoded_histograms(),
+                }
+            )
+        with self._engine.begin() as conn:
+            conn.execute(insert(WindowModel), rows)
+
+    def add_samples(self, run_id: int, samples: Sequence[SampleRecord]) -> None:
+        if not samples:
+            return
+        rows = [
+            {
+                "run_id": run_id,
+                "t_s": s.t_s,
+                "target_alive": s.target_alive,
+                "note": s.note,
+                "metrics": s.metrics,
+            }
+            for s in samples
+        ]
+        with self._engine.begin() as conn:
+            conn.execute(insert(ProbeSampleModel), rows)
+
+    def replace_findings(self, run_id: int, findings: Iterable[FindingRecord]) -> None:
+        rows = [{"run_id": run_id, **f.to_json()} for f in findings]
+        with self._engine.begin() as conn:
+            conn.execute(delete(FindingModel).where(FindingModel.run_id == run_id))
+            if rows:
+                conn.execute(insert(FindingModel), rows)
+
+    def finish_run(
+        self,
+        run_id: int,
+        *,
+        status: str,
+        duration_s: float,
+        summary: dict[str, Any] | None = None,
+        probes_unavailable: dict[str, str] | None = None,
+        error: str | None = None,
+    ) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(RunModel)
+                .where(RunModel.id == run_id)
+                .values(
+                    status=status,
+                    ended_at=datetime.now(UTC),
+                    duration_s=duration_s,
+                    summary=summary,
+                    probes_unavailable=probes_unavailable or {},
+                    error=error,
+                )
+            )
+
+    # -- reading -------------------------------------------------------------------------
+
+    def get_run(self, spec: str | int) -> RunRecord:
+        """A run by id, or `latest`. Raises UsageError when there is no such run."""
+        with Session(self._engine) as session:
+            if isinstance(spec, str) and spec == "latest":
+                model = session.scalars(select(RunModel).order_by(RunModel.id.desc())).first()
+                if model is None:
+                    raise UsageError(
+                        f"no runs stored yet in {self.url}; start one with `perfsleuth run`"
+                    )
+            else:
+                try:
+                    run_id = int(spec)
+                except ValueError:
+                    raise UsageError(
+                        f"RUN: {spec!r} is not a run id; give a number or `latest`"
+                    ) from None
+                model = session.get(RunModel, run_id)
+                if model is None:
+                    raise UsageError(
+                        f"no run {run_id} in {self.url}; list runs with `perfsleuth history`"
+                    )
+            return _run_record(model)
+
+    def list_runs(self, limit: int = 50) -> list[RunRecord]:
+        with Session(self._engine) as session:
+            models = session.scalars(select(RunModel).order_by(RunModel.id.desc()).limit(limit))
+            return [_run_record(m) for m in models]
+
+    def windows(self, run_id: int) -> list[Window]:
+        return list(self.iter_windows(run_id))
+
+    def iter_windows(self, run_id: int) -> Iterator[Window]:
+        """Windows in time order, decoded a batch at a time so long runs stay small."""
+        with Session(self._engine) as session:
+            models = session.scalars(
+                select(WindowModel)
+                .where(WindowModel.run_id == run_id)
+                .order_by(WindowModel.idx)
+                .execution_options(yield_per=200)
+            )
+            for model in models:
+                yield _window(model)
+
+    def samples(self, run_id: int) -> list[SampleRecord]:
+        with Session(self._engine) as session:
+            models = session.scalars(
+                select(ProbeSampleModel)
+                .where(ProbeSampleModel.run_id == run_id)
+                .order_by(ProbeSampleModel.t_s)
+            )
+            return [SampleRecord(m.t_s, dict(m.metrics), m.target_alive, m.note) for m in models]
+
+    def findings(self, run_id: int) -> list[FindingRecord]:
+        with Session(self._engine) as session:
+            models = session.scalars(
+                select(FindingModel)
+                .where(FindingModel.run_id == run_id)
+                .order_by(FindingModel.start_s)
+            )
+            return [
+                FindingRecord(
+                    m.start_s,
+                    m.end_s,
+                    m.metric,
+                    m.change_pct,
+                    m.cause,
+                    list(m.causes),
+                    m.confidence,
+                    list(m.evidence),
+                    m.advice,
+                )
+                for m in models
+            ]
+
+
+def _run_record(m: RunModel) -> RunRecord:
+    started = m.started_at if m.started_at.tzinfo else m.started_at.replace(tzinfo=UTC)
+    ended = m.ended_at
+    if ended is not None and ended.tzinfo is None:
+        ended = ended.replace(tzinfo=UTC)
+    return RunRecord(
+        id=m.id,
+        status=m.status,
+        scenario=m.scenario,
+        scenario_key=m.scenario_key,
+        scenario_json=dict(m.scenario_json),
+        tag=m.tag,
+        started_at=started,
+        ended_at=ended,
+        duration_s=m.duration_s,
+        target_url=m.target_url,
+        load_model=m.load_model,
+        environment=dict(m.environment),
+        summary=dict(m.summary) if m.summary is not None else None,
+        probes_unavailable=dict(m.probes_unavailable or {}),
+        error=m.error,
+    )
+
+
+def _window(m: WindowModel) -> Window:
+    return Window(
+        index=m.idx,
+        start_s=m.start_s,
+        duration_s=m.duration_s,
+        sent=m.sent,
+        completed=m.completed,
+        ok=m.ok,
+        errors=m.errors,
+        dropped=m.dropped,
+        output_tokens=m.output_tokens,
+        errors_by_class=dict(m.errors_by_class),
+        histograms={name: Histogram.decode(text) for name, text in m.histograms.items()},
+        warmup=m.warmup,
+    )

@@ -1,0 +1,124 @@
+"""Turn stored windows and probe samples into the run JSON document (DESIGN.md §4).
+
+Used by the runner at the end of a run and by `show`, both reading from the store, so
+`run --json` and `show --json` agree by construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from probes import UNITS
+from tracker.metrics import (
+    ITL,
+    LATENCY,
+    LATENCY_UNCORRECTED,
+    SCHEDULE_LAG,
+    TPOT,
+    TTFT,
+    Window,
+    merge_windows,
+)
+from tracker.store import FindingRecord, RunRecord, SampleRecord
+
+#: A driver whose schedule lag p99 exceeds this cannot keep its schedule: its latencies
+#: partly measure itself, so the run is marked saturated rather than blaming the server.
+SATURATION_LAG_P99_MS = 10.0
+
+ERROR_CLASSES = ("connect", "timeout", "http_4xx", "http_5xx", "protocol", "other")
+
+
+def _pct(window: Window, name: str) -> dict[str, float] | None:
+    h = window.histograms.get(name)
+    return h.summary_ms() if h is not None else None
+
+
+def load_sections(windows: Iterable[Window], target_rate: float | None) -> dict[str, Any]:
+    """The load part of the run document, from windows outside the warm-up."""
+    measured = [w for w in windows if not w.warmup]
+    total = merge_windows(measured)
+    duration = sum(w.duration_s for w in measured)
+    errors_by_class = dict.fromkeys(ERROR_CLASSES, 0)
+    errors_by_class.update(total.errors_by_class)
+    llm: dict[str, Any] | None = None
+    if total.histograms.get(TTFT) is not None or total.output_tokens:
+        llm = {
+            "ttft_ms": _pct(total, TTFT),
+            "itl_ms": _pct(total, ITL),
+            "tpot_ms": _pct(total, TPOT),
+            "output_tokens": total.output_tokens,
+            "output_tokens_per_s": round(total.output_tokens / duration, 3) if duration else 0.0,
+            "goodput_rps": None,
+        }
+    lag = _pct(total, SCHEDULE_LAG)
+    return {
+        "measured_s": round(duration, 3),
+        "requests": {
+            "total": total.completed,
+            "ok": total.ok,
+            "errors": total.errors,
+            "error_rate": round(total.errors / total.completed, 6) if total.completed else 0.0,
+            "errors_by_class": errors_by_class,
+            "dropped": total.dropped,
+        },
+        "target_rate_rps": target_rate,
+        "throughput_rps": round(total.ok / duration, 3) if duration else 0.0,
+        "latency_ms": _pct(total, LATENCY),
+        "latency_uncorrected_ms": _pct(total, LATENCY_UNCORRECTED),
+        "llm": llm,
+        "driver": {
+            "schedule_lag_ms": lag,
+            "saturated": bool(lag and lag["p99"] > SATURATION_LAG_P99_MS),
+        },
+    }
+
+
+def probe_section(samples: Iterable[SampleRecord]) -> dict[str, dict[str, Any]]:
+    """Mean and max of every probe metric over the run, with its unit."""
+    sums: dict[str, float] = {}
+    counts: dict[str, int] = {}
+    maxima: dict[str, float] = {}
+    for sample in samples:
+        for name, value in sample.metrics.items():
+            sums[name] = sums.get(name, 0.0) + value
+            counts[name] = counts.get(name, 0) + 1
+            maxima[name] = max(maxima.get(name, value), value)
+    return {
+        name: {
+            "mean": round(sums[name] / counts[name], 3),
+            "max": round(maxima[name], 3),
+            "unit": UNITS.get(name, ""),
+        }
+        for name in sorted(sums)
+    }
+
+
+def run_document(
+    run: RunRecord,
+    windows: Iterable[Window],
+    samples: Iterable[SampleRecord],
+    findings: Iterable[FindingRecord],
+) -> dict[str, Any]:
+    """The run JSON contract (DESIGN.md §4) for one stored run."""
+    scenario = run.scenario_json
+    load = scenario.get("load", {}) if isinstance(scenario, dict) else {}
+    sample_list = list(samples)
+    doc: dict[str, Any] = {
+        "run_id": run.id,
+        "status": run.status,
+        "scenario": run.scenario,
+        "tag": run.tag,
+        "started_at": run.started_at.isoformat(),
+        "duration_s": round(run.duration_s, 3) if run.duration_s is not None else None,
+    }
+    doc.update(load_sections(windows, load.get("rate")))
+    doc["probes"] = probe_section(sample_list)
+    doc["probes_unavailable"] = dict(run.probes_unavailable)
+    doc["target_events"] = [{"t_s": round(s.t_s, 3), "note": s.note} for s in sample_list if s.note]
+    doc["findings"] = [f.to_json() for f in findings]
+    doc["url"] = run.target_url
+    doc["load"] = load
+    doc["environment"] = run.environment
+    doc["error"] = run.error
+    return doc

@@ -1,0 +1,44 @@
+"""Human-friendly durations (`500ms`, `10s`, `5m`, `1h`), used by the CLI and scenarios."""
+
+from __future__ import annotations
+
+import re
+
+from tracker.errors import UsageError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_FACTORS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str | float | int, *, what: str = "duration") -> float:
+    """Return the duration in seconds.
+
+    Args:
+        text: e.g. ``"500ms"``, ``"10s"``, ``"5m"``, ``"1h"``; a bare number means seconds.
+        what: the name of the option, used in the error message.
+
+    Raises:
+        UsageError: when the text is not a non-negative duration.
+    """
+    if isinstance(text, bool):
+        raise UsageError(f"{what}: expected a duration such as 500ms, 10s, 5m or 1h, got {text!r}")
+    if isinstance(text, int | float):
+        if text < 0:
+            raise UsageError(f"{what}: must not be negative, got {text}")
+        return float(text)
+    match = _DURATION.match(text)
+    if match is None:
+        raise UsageError(
+            f"{what}: {text!r} is not a duration; use a number with ms, s, m or h, e.g. 30s"
+        )
+    value, unit = match.groups()
+    return float(value) * _FACTORS[unit or "s"]
+
+
+def format_duration(seconds: float) -> str:
+    """Render seconds compactly for progress lines and summaries."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 120:
+        return f"{seconds:.1f}s".replace(".0s", "s")
+    return f"{seconds / 60:.1f}m"
