@@ -89,7 +89,7 @@ def _write_json(path: str, document: dict[str, Any]) -> None:
     "--stream", type=click.Choice(["sse"]), default=None, help="Read the response as SSE."
 )
 @click.option(
-    "--timeout", type=DURATION, default="30s", show_default=True, help="Per-request timeout."
+    "--timeout", type=DURATION, default="60s", show_default=True, help="Total deadline per request."
 )
 @click.option(
     "--attach", "attach_pid", type=int, default=None, metavar="PID", help="Probe this process tree."
@@ -269,16 +269,23 @@ def demo(
     finally:
         target.terminate()
     click.echo(render_run(result.document))
-    parts = demo_mod.phases(store.iter_windows(result.run_id), store.samples(result.run_id), split)
+    labels = ("before fault", "fault on") if fault != "none" else ("first half", "second half")
+    parts = demo_mod.phases(
+        store.iter_windows(result.run_id), store.samples(result.run_id), split, labels
+    )
+    label = f"fault '{fault}'" if fault != "none" else "no fault"
     click.echo("")
-    click.echo(f"before and after the fault ('{fault}' at {split:g}s):")
-    click.echo(demo_mod.render_phases(parts))
-    change = demo_mod.slowdown_pct(parts)
-    if change is not None:
-        click.echo(f"\nmedian latency changed by {change:+.0f}% once fault '{fault}' was on.")
+    if parts[-1].window.completed == 0:
+        click.echo(f"the run stopped before its second half ({label} from {split:g}s)")
+    else:
+        click.echo(f"first half vs second half ({label} from {split:g}s):")
+        click.echo(demo_mod.render_phases(parts))
+        change = demo_mod.slowdown_pct(parts)
+        if change is not None:
+            click.echo(f"\nmedian latency changed by {change:+.0f}% in the second half ({label}).")
     if json_path:
         _write_json(json_path, result.document)
-    click.echo(f"\nstored as run {result.run_id} in {store.url}; look again with:")
+    click.echo(f"\nstored as run {result.run_id} in {store.location}; look again with:")
     db_flag = f" --db {shlex.quote(db_url)}" if db_url else ""
     click.echo(f"  perfsleuth show {result.run_id}{db_flag}")
     click.echo(f"  perfsleuth show {result.run_id} --json{db_flag}")

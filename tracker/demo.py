@@ -94,7 +94,10 @@ class Phase:
 
 
 def phases(
-    windows: Iterable[Window], samples: Iterable[SampleRecord], split_s: float
+    windows: Iterable[Window],
+    samples: Iterable[SampleRecord],
+    split_s: float,
+    labels: tuple[str, str] = ("before fault", "fault on"),
 ) -> list[Phase]:
     """Split a run at `split_s` (the fault's start) into before and after, warm-up excluded.
 
@@ -105,11 +108,9 @@ def phases(
     after = [w for w in measured if w.start_s >= split_s + 1]
     sample_list = list(samples)
     return [
+        Phase(labels[0], merge_windows(before), _means(s for s in sample_list if s.t_s < split_s)),
         Phase(
-            "before fault", merge_windows(before), _means(s for s in sample_list if s.t_s < split_s)
-        ),
-        Phase(
-            "fault on", merge_windows(after), _means(s for s in sample_list if s.t_s >= split_s + 1)
+            labels[1], merge_windows(after), _means(s for s in sample_list if s.t_s >= split_s + 1)
         ),
     ]
 

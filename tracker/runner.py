@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -77,13 +77,10 @@ class _Live:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.latest: dict[str, float] = {}
-        self.notes: list[str] = []
 
     def update(self, sample: ProbeSample) -> None:
         with self._lock:
             self.latest = dict(sample.metrics)
-            if sample.note:
-                self.notes.append(sample.note)
 
     def snapshot(self) -> dict[str, float]:
         with self._lock:
@@ -153,22 +150,24 @@ def execute_run(
         writer.close()
         if writer.error is not None and error is None:
             error = f"some results could not be stored: {writer.error}"
-        for note in live.notes:
-            events.append((time.monotonic() - t0, note))
-        run = store.get_run(run_id)
-        document = run_document(run, store.iter_windows(run_id), store.samples(run_id), [])
-        store.finish_run(
-            run_id,
+        run = replace(
+            store.get_run(run_id),
             status=status,
             duration_s=time.monotonic() - started,
-            summary=_summary_for_history(document),
             probes_unavailable=dict(sampler.unavailable),
             error=error,
         )
-    run = store.get_run(run_id)
-    document = run_document(
-        run, store.iter_windows(run_id), store.samples(run_id), store.findings(run_id)
-    )
+        document = run_document(
+            run, store.iter_windows(run_id), store.samples(run_id), store.findings(run_id)
+        )
+        store.finish_run(
+            run_id,
+            status=run.status,
+            duration_s=run.duration_s or 0.0,
+            summary=_summary_for_history(document),
+            probes_unavailable=run.probes_unavailable,
+            error=error,
+        )
     return RunResult(run_id, status, document, events)
 
 

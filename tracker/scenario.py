@@ -28,7 +28,7 @@ class RequestSpec:
     path: str = "/"
     body: Any = None
     headers: tuple[tuple[str, str], ...] = ()
-    timeout_s: float = 30.0
+    timeout_s: float = 60.0
     stream: StreamMode | None = None
 
 
@@ -111,7 +111,7 @@ def build_scenario(
     path: str | None = None,
     body: str | None = None,
     stream: StreamMode | None = None,
-    timeout_s: float = 30.0,
+    timeout_s: float = 60.0,
     target: TargetSpec | None = None,
     name: str | None = None,
     probe_interval_s: float = 0.25,

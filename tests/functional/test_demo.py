@@ -56,3 +56,43 @@ def test_demo_without_fault_runs_clean(tmp_path):
     doc = show_json(db, "latest", tmp_path)
     assert doc["requests"]["errors"] == 0
     assert doc["requests"]["ok"] >= 30
+
+
+def test_ctrl_c_in_a_terminal_keeps_the_demo_run_and_stops_the_server(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    db = f"sqlite:///{tmp_path / 'demo.db'}"
+    # A terminal's Ctrl-C signals the whole foreground process group.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tracker", "demo", "--duration", "40s", "--db", db],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        time.sleep(7)
+        servers = [
+            p for p in psutil.Process(proc.pid).children(recursive=True)
+            if "llm_server.py" in " ".join(p.cmdline())
+        ]  # fmt: skip
+        assert servers, "the demo server was not running"
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "stopped before its second half" in stdout
+    _, alive = psutil.wait_procs(servers, timeout=10)
+    assert not alive
+    doc = show_json(db, "latest", tmp_path)
+    assert doc["status"] == "interrupted"
+    assert doc["requests"]["ok"] >= 8

@@ -122,3 +122,9 @@ def test_env_var_selects_database(tmp_path, monkeypatch):
     monkeypatch.setenv("PERFSLEUTH_DB", f"sqlite:///{path}")
     store = Store.open(None)
     assert store.url.endswith("env.db") and path.exists()
+
+
+def test_location_is_an_absolute_path_for_sqlite(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    store = Store.open("sqlite:///rel.db")
+    assert store.location == str(tmp_path / "rel.db")

@@ -79,27 +79,26 @@ class Driver:
             else:
                 work = asyncio.create_task(self._closed(client))
             stopper = asyncio.create_task(stop.wait())
-            done, _ = await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            interrupted = stopper in done and not work.done()
-            abandoned = 0
-            if interrupted:
-                work.cancel()
-                abandoned = len(self._inflight)
-                for task in list(self._inflight):
-                    task.cancel()
-                await asyncio.gather(work, *self._inflight, return_exceptions=True)
-            else:
-                stopper.cancel()
-                # Let in-flight requests finish; each is bounded by its own timeout.
-                if self._inflight:
+            await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if not stop.is_set():
+                # Let in-flight requests finish (each has a total deadline), unless stopped.
+                pending = {*self._inflight, stopper}
+                deadline = time.monotonic() + self._scenario.request.timeout_s + 1.0
+                while len(pending) > 1 and not stop.is_set():
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
                     await asyncio.wait(
-                        set(self._inflight), timeout=self._scenario.request.timeout_s + 1.0
+                        pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
                     )
-                abandoned = len(self._inflight)
-                for task in list(self._inflight):
-                    task.cancel()
-                if self._inflight:
-                    await asyncio.gather(*self._inflight, return_exceptions=True)
+                    pending = {*self._inflight, stopper}
+            interrupted = stop.is_set()
+            abandoned = len(self._inflight)
+            work.cancel()
+            stopper.cancel()
+            for task in list(self._inflight):
+                task.cancel()
+            await asyncio.gather(work, stopper, *self._inflight, return_exceptions=True)
             ticker.cancel()
             await asyncio.gather(ticker, return_exceptions=True)
         ended = time.monotonic()

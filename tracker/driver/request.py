@@ -7,6 +7,7 @@ protocol, other), so the driver never crashes on what a server does.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass, field
@@ -61,13 +62,18 @@ async def execute(client: httpx.AsyncClient, spec: RequestSpec, intended: float)
     """Send `spec` now; `intended` is when the schedule wanted it sent."""
     out = Outcome(intended=intended, sent=time.monotonic())
     try:
-        async with client.stream(
-            spec.method,
-            spec.path,
-            json=spec.body if spec.body is not None else None,
-            headers=dict(spec.headers) if spec.headers else None,
-            timeout=spec.timeout_s,
-        ) as response:
+        # httpx's timeout bounds each wait (connect, each read); the deadline bounds the
+        # whole request, so a server that trickles bytes cannot hold a run open forever.
+        async with (
+            asyncio.timeout(spec.timeout_s),
+            client.stream(
+                spec.method,
+                spec.path,
+                json=spec.body if spec.body is not None else None,
+                headers=dict(spec.headers) if spec.headers else None,
+                timeout=spec.timeout_s,
+            ) as response,
+        ):
             out.status = response.status_code
             out.error = _status_error(response.status_code)
             if out.error is None and spec.stream == "sse":
@@ -76,6 +82,8 @@ async def execute(client: httpx.AsyncClient, spec: RequestSpec, intended: float)
                 body = await response.aread()
                 if out.error is None:
                     _read_json_tokens(response, body, out)
+    except TimeoutError:
+        out.error = "timeout"
     except Exception as exc:  # noqa: BLE001 - every failure is classified, none escapes
         out.error = classify_exception(exc)
     out.ended = time.monotonic()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select, update
@@ -35,6 +36,15 @@ class Store:
         if upgrade:
             migrate(engine)
         return cls(engine, resolved)
+
+    @property
+    def location(self) -> str:
+        """Where the data lives, for people: a SQLite file's absolute path, or the URL
+        without its password."""
+        url = self._engine.url
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            return str(Path(url.database).expanduser().resolve())
+        return url.render_as_string(hide_password=True)
 
     @property
     def engine(self) -> Engine:
