@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -63,24 +61,36 @@ def cli() -> None:
     """Drive load at an HTTP service while watching the server; store, compare, explain."""
 
 
-def _write_json(path: str, document: dict[str, Any]) -> None:
-    text = json.dumps(document, indent=2, default=str)
-    if path == "-":
-        click.echo(text)
-        return
-    try:
-        Path(path).write_text(text + "\n")
-    except OSError as exc:
-        raise UsageError(f"--json: cannot write {path}: {exc.strerror}") from None
-
-
 @cli.command()
-@click.option("--url", required=True, help="Target URL, e.g. http://127.0.0.1:8000/v1/completions.")
+@click.argument("scenario_file", metavar="[SCENARIO.toml]", required=False)
+@click.option("--url", default=None, help="Target URL, e.g. http://127.0.0.1:8000/v1/completions.")
 @click.option("--rate", type=float, default=None, help="Open model: requests per second.")
 @click.option("--users", type=int, default=None, help="Closed model: concurrent users (default 1).")
 @click.option("--duration", type=DURATION, default="10s", show_default=True, help="Load duration.")
 @click.option(
     "--warmup", type=DURATION, default="0s", show_default=True, help="Excluded from the summary."
+)
+@click.option(
+    "--arrival",
+    type=click.Choice(["constant", "poisson"]),
+    default="constant",
+    show_default=True,
+    help="Open model: evenly spaced or Poisson (seeded) arrivals.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for Poisson / picks.")
+@click.option(
+    "--max-inflight",
+    type=int,
+    default=None,
+    metavar="N",
+    help="Open model: cap on requests in flight.",
+)
+@click.option(
+    "--on-full",
+    type=click.Choice(["queue", "drop"]),
+    default="queue",
+    show_default=True,
+    help="At the cap: wait for a slot (latency still from the intended time) or drop.",
 )
 @click.option("--path", default=None, help="Request path (overrides the URL's path).")
 @click.option("--method", default=None, help="HTTP method (default GET, or POST with --body).")
@@ -100,7 +110,9 @@ def _write_json(path: str, document: dict[str, Any]) -> None:
 @click.option(
     "--launch", default=None, metavar="CMD", help="Start CMD, probe it, stop it at the end."
 )
-@click.option("--probe-interval", type=DURATION, default="250ms", show_default=True)
+@click.option(
+    "--probe-interval", type=DURATION, default=None, help="Probe sampling interval [250ms]."
+)
 @click.option(
     "--no-tui", is_flag=True, help="Plain progress lines (the default until the TUI lands)."
 )
@@ -109,102 +121,20 @@ def _write_json(path: str, document: dict[str, Any]) -> None:
 )
 @click.option("--tag", default=None, help="Label the run, e.g. a build or branch name.")
 @db_option
-def run(
-    url: str,
-    rate: float | None,
-    users: int | None,
-    duration: float,
-    warmup: float,
-    path: str | None,
-    method: str | None,
-    body: str | None,
-    stream: str | None,
-    timeout: float,
-    attach_pid: int | None,
-    attach_name: str | None,
-    launch: str | None,
-    probe_interval: float,
-    no_tui: bool,
-    json_path: str | None,
-    tag: str | None,
-    db_url: str | None,
-) -> None:
-    """Drive load at --url (and probe a server process), store the run, print a summary."""
-    from tracker.scenario import TargetSpec, build_scenario
+@click.pass_context
+def run(ctx: click.Context, /, scenario_file: str | None, **options: Any) -> None:
+    """Drive load (a SCENARIO.toml file, or --url and flags), probe a server, store the run.
 
-    chosen = [x for x in (attach_pid, attach_name, launch) if x is not None]
-    if len(chosen) > 1:
-        raise UsageError("give at most one of --attach, --attach-name and --launch")
-    target_spec = None
-    if attach_pid is not None:
-        target_spec = TargetSpec(pid=attach_pid)
-    elif attach_name is not None:
-        target_spec = TargetSpec(name=attach_name)
-    elif launch is not None:
-        argv = tuple(shlex.split(launch))
-        if not argv:
-            raise UsageError("--launch: empty command")
-        target_spec = TargetSpec(launch=argv)
-    if probe_interval <= 0:
-        raise UsageError("--probe-interval: must be longer than 0s, e.g. 250ms")
-    scenario = build_scenario(
-        url=url,
-        rate=rate,
-        users=users,
-        duration_s=duration,
-        warmup_s=warmup,
-        method=method,
-        path=path,
-        body=body,
-        stream="sse" if stream == "sse" else None,
-        timeout_s=timeout,
-        target=target_spec,
-        probe_interval_s=probe_interval,
-    )
-    _run_scenario(scenario, db_url=db_url, tag=tag, json_path=json_path)
+    Exits 1 when an [slo] threshold of the scenario fails.
+    """
+    from tracker import commands
 
-
-def _run_scenario(
-    scenario: Any, *, db_url: str | None, tag: str | None, json_path: str | None
-) -> None:
-    from probes import ProbeError, Target
-    from tracker.progress import ProgressPrinter
-    from tracker.report import render_run
-    from tracker.runner import execute_run, wait_until_reachable
-    from tracker.store import Store
-
-    store = Store.open(db_url)
-    target = None
-    spec = scenario.target
-    try:
-        if spec is not None and spec.pid is not None:
-            target = Target.from_pid(spec.pid)
-        elif spec is not None and spec.name is not None:
-            target = Target.from_name(spec.name)
-        elif spec is not None and spec.launch is not None:
-            target = Target.launch(list(spec.launch))
-            wait_until_reachable(scenario.base_url, target, timeout_s=60.0)
-    except ProbeError as exc:
-        raise UsageError(str(exc)) from None
-    try:
-        result = execute_run(
-            scenario,
-            store,
-            tag=tag,
-            target=target,
-            progress=ProgressPrinter(scenario.load.duration_s),
-        )
-    finally:
-        if target is not None and target.owned:
-            target.terminate()
-    click.echo(render_run(result.document))
-    if json_path:
-        _write_json(json_path, result.document)
-    if result.status == "failed":
-        sys.exit(EXIT_RUN_FAILED)
-    if result.status == "interrupted":
-        click.echo(f"run {result.run_id} was interrupted; what ran is stored", err=True)
-        sys.exit(130)
+    given = {
+        name
+        for name in options
+        if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+    }
+    commands.run(scenario_file, options, given)
 
 
 @cli.command()
@@ -233,64 +163,9 @@ def demo(
     db_url: str | None,
 ) -> None:
     """Start the example LLM server, load it, inject a fault halfway, show what changed."""
-    from tracker import demo as demo_mod
-    from tracker.progress import ProgressPrinter
-    from tracker.report import render_run
-    from tracker.runner import TimedAction, execute_run
-    from tracker.store import Store
+    from tracker import commands
 
-    if duration < 10:
-        raise UsageError("--duration: the demo needs at least 10s (two halves of 5s)")
-    if not rate > 0:
-        raise UsageError(f"--rate: must be a positive number of requests per second, got {rate}")
-    store = Store.open(db_url)
-    port = demo_mod.free_port()
-    click.echo(f"starting the example LLM server on http://127.0.0.1:{port} ...", err=True)
-    target = demo_mod.start_server(port)
-    split = duration / 2
-    scenario = demo_mod.demo_scenario(port, duration, rate)
-    actions: list[TimedAction] = []
-    if fault != "none":
-        actions.append(demo_mod.fault_action(port, fault, split))
-    click.echo(
-        f"driving {rate:g} streaming completions/s for {duration:g}s"
-        + (f"; fault '{fault}' switches on at {split:g}s" if fault != "none" else ""),
-        err=True,
-    )
-    try:
-        result = execute_run(
-            scenario,
-            store,
-            tag="demo",
-            target=target,
-            actions=actions,
-            progress=ProgressPrinter(duration),
-        )
-    finally:
-        target.terminate()
-    click.echo(render_run(result.document))
-    labels = ("before fault", "fault on") if fault != "none" else ("first half", "second half")
-    parts = demo_mod.phases(
-        store.iter_windows(result.run_id), store.samples(result.run_id), split, labels
-    )
-    label = f"fault '{fault}'" if fault != "none" else "no fault"
-    click.echo("")
-    if parts[-1].window.completed == 0:
-        click.echo(f"the run stopped before its second half ({label} from {split:g}s)")
-    else:
-        click.echo(f"first half vs second half ({label} from {split:g}s):")
-        click.echo(demo_mod.render_phases(parts))
-        change = demo_mod.slowdown_pct(parts)
-        if change is not None:
-            click.echo(f"\nmedian latency changed by {change:+.0f}% in the second half ({label}).")
-    if json_path:
-        _write_json(json_path, result.document)
-    click.echo(f"\nstored as run {result.run_id} in {store.location}; look again with:")
-    db_flag = f" --db {shlex.quote(db_url)}" if db_url else ""
-    click.echo(f"  perfsleuth show {result.run_id}{db_flag}")
-    click.echo(f"  perfsleuth show {result.run_id} --json{db_flag}")
-    if result.status == "interrupted":
-        sys.exit(130)
+    commands.demo(duration=duration, fault=fault, rate=rate, json_path=json_path, db_url=db_url)
 
 
 @cli.command()

@@ -60,12 +60,15 @@ def demo_scenario(port: int, duration_s: float, rate: float) -> Scenario:
     return Scenario(
         name="demo: streaming completions",
         base_url=f"http://127.0.0.1:{port}",
-        request=RequestSpec(
-            method="POST",
-            path="/v1/completions",
-            body={"model": "sim", "prompt": _PROMPT, "max_tokens": 32, "stream": True},
-            timeout_s=30.0,
-            stream="sse",
+        requests=(
+            RequestSpec(
+                method="POST",
+                path="/v1/completions",
+                body={"model": "sim", "prompt": _PROMPT, "max_tokens": 32, "stream": True},
+                timeout_s=30.0,
+                stream="sse",
+                name="completion",
+            ),
         ),
         load=LoadSpec(model="open", duration_s=duration_s, rate=rate, warmup_s=2.0),
     )

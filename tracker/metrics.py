@@ -25,7 +25,14 @@ TTFT = "ttft"
 ITL = "itl"
 TPOT = "tpot"
 SCHEDULE_LAG = "schedule_lag"
-HISTOGRAM_NAMES = (LATENCY, LATENCY_UNCORRECTED, TTFT, ITL, TPOT, SCHEDULE_LAG)
+INFLIGHT_WAIT = "inflight_wait"  # open model with --max-inflight queue: waiting for a slot
+HISTOGRAM_NAMES = (LATENCY, LATENCY_UNCORRECTED, TTFT, ITL, TPOT, SCHEDULE_LAG, INFLIGHT_WAIT)
+
+
+def per_request(name: str, request: str) -> str:
+    """The key of a histogram kept per named request, e.g. `latency|chat`."""
+    return f"{name}|{request}"
+
 
 PERCENTILES: tuple[tuple[str, float], ...] = (
     ("p50", 50.0),
@@ -94,7 +101,9 @@ class Window:
     errors: int = 0
     dropped: int = 0
     output_tokens: int = 0
+    good: int = 0  # successful requests that met every goodput SLO
     errors_by_class: dict[str, int] = field(default_factory=dict)
+    by_request: dict[str, dict[str, int]] = field(default_factory=dict)
     histograms: dict[str, Histogram] = field(default_factory=dict)
     warmup: bool = False
 
@@ -107,6 +116,13 @@ class Window:
     def add_error(self, error_class: str) -> None:
         self.errors += 1
         self.errors_by_class[error_class] = self.errors_by_class.get(error_class, 0) + 1
+
+    def count_request(self, request: str, *, ok: bool) -> None:
+        """Per-name counts, kept when a scenario has several named requests."""
+        counts = self.by_request.get(request)
+        if counts is None:
+            counts = self.by_request[request] = {"ok": 0, "errors": 0}
+        counts["ok" if ok else "errors"] += 1
 
     def encoded_histograms(self) -> dict[str, str]:
         return {name: h.encode() for name, h in self.histograms.items() if h.count}
@@ -127,6 +143,11 @@ def merge_windows(windows: Iterable[Window]) -> Window:
         total.errors += w.errors
         total.dropped += w.dropped
         total.output_tokens += w.output_tokens
+        total.good += w.good
+        for request, counts in w.by_request.items():
+            mine = total.by_request.setdefault(request, {"ok": 0, "errors": 0})
+            for key, n in counts.items():
+                mine[key] = mine.get(key, 0) + n
         for cls, n in w.errors_by_class.items():
             total.errors_by_class[cls] = total.errors_by_class.get(cls, 0) + n
         for name, h in w.histograms.items():

@@ -47,15 +47,23 @@ def render_run(doc: dict[str, Any]) -> str:
     errors = {k: v for k, v in req["errors_by_class"].items() if v}
     if errors:
         lines.append("  errors by class: " + ", ".join(f"{k} {v}" for k, v in errors.items()))
+    if req.get("dropped"):
+        lines.append(f"  dropped at the in-flight cap: {req['dropped']}")
     lines.append(_pct_row("latency (corrected)", doc.get("latency_ms")))
     lines.append(_pct_row("latency (uncorrected)", doc.get("latency_uncorrected_ms")))
+    for name, stats in (doc.get("requests_by_name") or {}).items():
+        lines.append(
+            _pct_row(f"  {name} ({stats['ok']} ok, {stats['errors']} err)", stats.get("latency_ms"))
+        )
     llm = doc.get("llm")
     if llm:
         lines.append(_pct_row("TTFT", llm.get("ttft_ms")))
         lines.append(_pct_row("ITL", llm.get("itl_ms")))
         lines.append(_pct_row("TPOT", llm.get("tpot_ms")))
+        goodput = llm.get("goodput_rps")
         lines.append(
             f"  output tokens {llm['output_tokens']}  ({llm['output_tokens_per_s']:.1f} tokens/s)"
+            + (f"  goodput {goodput:.2f} req/s" if goodput is not None else "")
         )
     driver = doc.get("driver") or {}
     lag = driver.get("schedule_lag_ms")
@@ -78,6 +86,10 @@ def render_run(doc: dict[str, Any]) -> str:
         lines.append(f"  probe {probe} unavailable: {reason}")
     for event in doc.get("target_events") or []:
         lines.append(f"  target at {event['t_s']:.1f}s: {event['note']}")
+    for result in doc.get("slo") or []:
+        verdict = "ok" if result["passed"] else "FAILED"
+        value = "no data" if result["value"] is None else f"{result['value']:.4g}"
+        lines.append(f"  SLO {result['threshold']}: {value} {verdict}")
     for finding in doc.get("findings") or []:
         lines.append(
             f"  finding {finding['start_s']:.0f}-{finding['end_s']:.0f}s {finding['metric']}"

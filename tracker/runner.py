@@ -18,17 +18,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from probes import ProbeSample, Sampler, Target
-from tracker.driver import Driver
+from tracker.driver.engine import Driver
 from tracker.environment import fingerprint
 from tracker.errors import RunFailedError
 from tracker.metrics import Window
 from tracker.progress import ProgressPrinter
 from tracker.scenario import Scenario
+from tracker.slo import ThresholdResult, evaluate
 from tracker.store import SampleRecord, Store
 from tracker.store.writer import StoreWriter
 from tracker.summary import run_document
 
 Action = Callable[[], Awaitable[str | None]]
+_LOAD_LEAD_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,11 @@ class RunResult:
     status: str
     document: dict[str, Any]
     events: list[tuple[float, str]] = field(default_factory=list)
+    slo: list[ThresholdResult] = field(default_factory=list)
+
+    @property
+    def slo_failed(self) -> list[ThresholdResult]:
+        return [r for r in self.slo if not r.passed]
 
 
 def check_reachable(url: str, timeout_s: float = 5.0) -> None:
@@ -118,7 +125,10 @@ def execute_run(
         raise
     live = _Live()
     writer = StoreWriter(store, run_id)
-    t0 = time.monotonic()
+    # The load starts a little after the probes: the event loop and the HTTP client are
+    # set up before the first intended send (so it is not born late), and the probes get
+    # a short baseline before the load (samples with negative t_s).
+    t0 = time.monotonic() + _LOAD_LEAD_S
 
     def on_sample(sample: ProbeSample) -> None:
         live.update(sample)
@@ -138,8 +148,10 @@ def execute_run(
     try:
         sampler.start()
         driver = Driver(scenario, on_window)
-        interrupted = asyncio.run(_drive(driver, t0, actions, events, progress))
+        interrupted, exhausted = asyncio.run(_drive(driver, t0, actions, events, progress))
         status = "interrupted" if interrupted else "completed"
+        for name in exhausted:
+            events.append((time.monotonic() - t0, f"request {name!r} ran out of unique rows"))
     except KeyboardInterrupt:
         status = "interrupted"
     except Exception as exc:
@@ -160,6 +172,8 @@ def execute_run(
         document = run_document(
             run, store.iter_windows(run_id), store.samples(run_id), store.findings(run_id)
         )
+        slo = evaluate(scenario.thresholds, document)
+        document["slo"] = [r.to_json() for r in slo]
         store.finish_run(
             run_id,
             status=run.status,
@@ -168,7 +182,7 @@ def execute_run(
             probes_unavailable=run.probes_unavailable,
             error=error,
         )
-    return RunResult(run_id, status, document, events)
+    return RunResult(run_id, status, document, events, slo)
 
 
 async def _drive(
@@ -177,8 +191,8 @@ async def _drive(
     actions: Sequence[TimedAction],
     events: list[tuple[float, str]],
     progress: ProgressPrinter | None,
-) -> bool:
-    """Run the driver with signal handling; True when it was interrupted."""
+) -> tuple[bool, tuple[str, ...]]:
+    """Run the driver with signal handling: (interrupted, requests whose data ran out)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals_seen: list[int] = []
@@ -210,21 +224,29 @@ async def _drive(
     try:
         result = await driver.run(stop, t0=t0)
     except asyncio.CancelledError:
-        return True
+        return True, ()
     finally:
         for task in side_tasks:
             task.cancel()
         await asyncio.gather(*side_tasks, return_exceptions=True)
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
-    return result.interrupted or bool(signals_seen)
+    return result.interrupted or bool(signals_seen), result.exhausted
 
 
 def _summary_for_history(doc: dict[str, Any]) -> dict[str, Any]:
     """The few numbers `history` lists without reading windows."""
     return {
         key: doc.get(key)
-        for key in ("requests", "throughput_rps", "latency_ms", "llm", "driver", "measured_s")
+        for key in (
+            "requests",
+            "throughput_rps",
+            "latency_ms",
+            "llm",
+            "driver",
+            "measured_s",
+            "slo",
+        )
     }
 
 

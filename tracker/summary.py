@@ -11,6 +11,7 @@ from typing import Any
 
 from probes import UNITS
 from tracker.metrics import (
+    INFLIGHT_WAIT,
     ITL,
     LATENCY,
     LATENCY_UNCORRECTED,
@@ -19,6 +20,7 @@ from tracker.metrics import (
     TTFT,
     Window,
     merge_windows,
+    per_request,
 )
 from tracker.store import FindingRecord, RunRecord, SampleRecord
 
@@ -26,7 +28,7 @@ from tracker.store import FindingRecord, RunRecord, SampleRecord
 #: partly measure itself, so the run is marked saturated rather than blaming the server.
 SATURATION_LAG_P99_MS = 10.0
 
-ERROR_CLASSES = ("connect", "timeout", "http_4xx", "http_5xx", "protocol", "other")
+ERROR_CLASSES = ("connect", "timeout", "http_4xx", "http_5xx", "protocol", "check_failed", "other")
 
 
 def _pct(window: Window, name: str) -> dict[str, float] | None:
@@ -34,7 +36,9 @@ def _pct(window: Window, name: str) -> dict[str, float] | None:
     return h.summary_ms() if h is not None else None
 
 
-def load_sections(windows: Iterable[Window], target_rate: float | None) -> dict[str, Any]:
+def load_sections(
+    windows: Iterable[Window], target_rate: float | None, *, goodput: bool = False
+) -> dict[str, Any]:
     """The load part of the run document, from windows outside the warm-up."""
     measured = [w for w in windows if not w.warmup]
     total = merge_windows(measured)
@@ -51,7 +55,19 @@ def load_sections(windows: Iterable[Window], target_rate: float | None) -> dict[
             "output_tokens_per_s": round(total.output_tokens / duration, 3) if duration else 0.0,
             "goodput_rps": None,
         }
+    if llm is not None and goodput:
+        llm["goodput_rps"] = round(total.good / duration, 3) if duration else 0.0
     lag = _pct(total, SCHEDULE_LAG)
+    by_name = {
+        name: {
+            "total": counts.get("ok", 0) + counts.get("errors", 0),
+            "ok": counts.get("ok", 0),
+            "errors": counts.get("errors", 0),
+            "latency_ms": _pct(total, per_request(LATENCY, name)),
+            "ttft_ms": _pct(total, per_request(TTFT, name)),
+        }
+        for name, counts in sorted(total.by_request.items())
+    }
     return {
         "measured_s": round(duration, 3),
         "requests": {
@@ -62,6 +78,7 @@ def load_sections(windows: Iterable[Window], target_rate: float | None) -> dict[
             "errors_by_class": errors_by_class,
             "dropped": total.dropped,
         },
+        "requests_by_name": by_name or None,
         "target_rate_rps": target_rate,
         "throughput_rps": round(total.ok / duration, 3) if duration else 0.0,
         "latency_ms": _pct(total, LATENCY),
@@ -69,6 +86,7 @@ def load_sections(windows: Iterable[Window], target_rate: float | None) -> dict[
         "llm": llm,
         "driver": {
             "schedule_lag_ms": lag,
+            "inflight_wait_ms": _pct(total, INFLIGHT_WAIT),
             "saturated": bool(lag and lag["p99"] > SATURATION_LAG_P99_MS),
         },
     }
@@ -103,6 +121,8 @@ def run_document(
     """The run JSON contract (DESIGN.md §4) for one stored run."""
     scenario = run.scenario_json
     load = scenario.get("load", {}) if isinstance(scenario, dict) else {}
+    stepped = bool(load.get("stages") or load.get("throttle"))
+    target_rate = load.get("rate") if load.get("model") == "open" and not stepped else None
     sample_list = list(samples)
     doc: dict[str, Any] = {
         "run_id": run.id,
@@ -112,11 +132,12 @@ def run_document(
         "started_at": run.started_at.isoformat(),
         "duration_s": round(run.duration_s, 3) if run.duration_s is not None else None,
     }
-    doc.update(load_sections(windows, load.get("rate")))
+    doc.update(load_sections(windows, target_rate, goodput=bool(scenario.get("goodput"))))
     doc["probes"] = probe_section(sample_list)
     doc["probes_unavailable"] = dict(run.probes_unavailable)
     doc["target_events"] = [{"t_s": round(s.t_s, 3), "note": s.note} for s in sample_list if s.note]
     doc["findings"] = [f.to_json() for f in findings]
+    doc["slo"] = list((run.summary or {}).get("slo") or [])
     doc["url"] = run.target_url
     doc["load"] = load
     doc["environment"] = run.environment

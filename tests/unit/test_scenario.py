@@ -39,7 +39,7 @@ def test_headers_are_redacted_in_json():
     from dataclasses import replace
 
     s = _build()
-    s = replace(s, request=replace(s.request, headers=(("Authorization", "Bearer secret"),)))
+    s = replace(s, requests=(replace(s.request, headers=(("Authorization", "Bearer secret"),)),))
     assert "secret" not in str(s.to_json())
 
 

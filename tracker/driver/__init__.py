@@ -1,5 +1,6 @@
-"""The async load driver: schedules, request execution, SSE/LLM timing, 1 s windows."""
+"""The async load driver: schedules, request execution, SSE/LLM timing, 1 s windows.
 
-from tracker.driver.engine import Driver, DriverResult
-
-__all__ = ["Driver", "DriverResult"]
+Import the parts from their modules (`tracker.driver.engine.Driver`, ...); this package
+re-exports nothing so that `tracker.scenario` can use `tracker.driver.template` without
+an import cycle.
+"""

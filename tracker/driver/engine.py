@@ -1,13 +1,10 @@
-"""The async load engine: issues requests on schedule and cuts results into 1 s windows.
+"""The async load engine: runs a load model and cuts results into 1 s windows.
 
-Used by `tracker.runner`. Open model: request i is *intended* at t0 + i/rate and its
-corrected latency counts from that instant, however late the driver sends it (the
-lateness is kept as schedule lag). Closed model: N users each send, wait for the
-answer, and send again; there is no schedule, so both latencies coincide.
-
-Windows are keyed by completion time and handed to `on_window` once their second has
-passed; everything runs on one event loop thread, so a result measured before a tick
-always lands in a window that has not been emitted yet.
+Used by `tracker.runner`. The load models (`tracker.driver.loads`) decide *when* a
+request is intended; the engine renders it, caps concurrency (`max_inflight`), sends it,
+and records the outcome. Windows are keyed by completion time and handed to `on_window`
+once their second has passed; everything runs on one event-loop thread, so a result
+measured before a tick always lands in a window that has not been emitted yet.
 """
 
 from __future__ import annotations
@@ -21,8 +18,11 @@ from dataclasses import dataclass
 
 import httpx
 
+from tracker.driver.loads import run_closed, run_open
+from tracker.driver.prepared import RenderError, RequestMix, WireRequest
 from tracker.driver.request import Outcome, execute
 from tracker.metrics import (
+    INFLIGHT_WAIT,
     ITL,
     LATENCY,
     LATENCY_UNCORRECTED,
@@ -30,6 +30,7 @@ from tracker.metrics import (
     TPOT,
     TTFT,
     Window,
+    per_request,
 )
 from tracker.scenario import Scenario
 
@@ -44,54 +45,50 @@ class DriverResult:
     ended_mono: float
     interrupted: bool
     abandoned: int  # requests still in flight when the run was stopped
+    exhausted: tuple[str, ...] = ()  # requests whose `unique` dataset ran out
 
 
 class Driver:
     """Drives one scenario's load and reports per-second windows."""
 
-    def __init__(self, scenario: Scenario, on_window: WindowCallback) -> None:
+    def __init__(
+        self, scenario: Scenario, on_window: WindowCallback, *, shard: tuple[int, int] = (0, 1)
+    ) -> None:
         self._scenario = scenario
         self._on_window = on_window
+        self._mix = RequestMix(scenario, shard=shard)
+        self._per_name = len(scenario.requests) > 1
+        self._goodput = scenario.goodput
         self._windows: dict[int, Window] = {}
         self._next_emit = 0
         self._inflight: set[asyncio.Task[None]] = set()
-        self._t0 = 0.0
-        self._end = 0.0
-
-    @property
-    def started_mono(self) -> float:
-        """time.monotonic() at the start of the load (0 before `run`)."""
-        return self._t0
+        cap = scenario.load.max_inflight
+        self._cap = cap
+        self._drop = scenario.load.on_full == "drop"
+        self._slots = asyncio.Semaphore(cap) if cap is not None and not self._drop else None
+        self._client: httpx.AsyncClient | None = None
+        self.t0 = 0.0
+        self.end = 0.0
+        self.exhausted = False
 
     async def run(self, stop: asyncio.Event, t0: float | None = None) -> DriverResult:
         """Drive the load until its duration ends or `stop` is set."""
         load = self._scenario.load
-        self._t0 = t0 if t0 is not None else time.monotonic()
-        self._end = self._t0 + load.duration_s
+        self.t0 = t0 if t0 is not None else time.monotonic()
+        self.end = self.t0 + load.duration_s
+        timeout = max(r.timeout_s for r in self._scenario.requests)
         limits = httpx.Limits(max_connections=1024, max_keepalive_connections=1024)
-        timeout = httpx.Timeout(self._scenario.request.timeout_s)
         async with httpx.AsyncClient(
-            base_url=self._scenario.base_url, limits=limits, timeout=timeout
+            base_url=self._scenario.base_url, limits=limits, timeout=httpx.Timeout(timeout)
         ) as client:
+            self._client = client
             ticker = asyncio.create_task(self._tick())
-            if load.model == "open":
-                work = asyncio.create_task(self._open(client))
-            else:
-                work = asyncio.create_task(self._closed(client))
+            model = run_open if load.model == "open" else run_closed
+            work = asyncio.create_task(model(load, self))
             stopper = asyncio.create_task(stop.wait())
             await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
             if not stop.is_set():
-                # Let in-flight requests finish (each has a total deadline), unless stopped.
-                pending = {*self._inflight, stopper}
-                deadline = time.monotonic() + self._scenario.request.timeout_s + 1.0
-                while len(pending) > 1 and not stop.is_set():
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        break
-                    await asyncio.wait(
-                        pending, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    pending = {*self._inflight, stopper}
+                await self._drain(stopper, deadline=time.monotonic() + timeout + 1.0)
             interrupted = stop.is_set()
             abandoned = len(self._inflight)
             work.cancel()
@@ -103,54 +100,61 @@ class Driver:
             await asyncio.gather(ticker, return_exceptions=True)
         ended = time.monotonic()
         self._emit_until(ended, final=True)
-        return DriverResult(self._t0, ended, interrupted, abandoned)
+        return DriverResult(
+            self.t0, ended, interrupted, abandoned, tuple(self._mix.exhausted_names())
+        )
 
-    # -- load models -------------------------------------------------------------------
-
-    async def _open(self, client: httpx.AsyncClient) -> None:
-        rate = self._scenario.load.rate
-        assert rate is not None
-        interval = 1.0 / rate
-        i = 0
-        while True:
-            intended = self._t0 + i * interval
-            if intended >= self._end:
+    async def _drain(self, stopper: asyncio.Task[bool], deadline: float) -> None:
+        """Let in-flight requests finish (each has its own deadline) unless stopped."""
+        while self._inflight and not stopper.done():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 return
-            delay = intended - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            now = time.monotonic()
+            await asyncio.wait(
+                {*self._inflight, stopper}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
+            )
+
+    # -- the Launcher interface used by the load models ---------------------------------
+
+    def record_lag(self, intended: float, now: float) -> None:
+        self._window_at(now).hist(SCHEDULE_LAG).record_ms((now - intended) * 1000.0)
+
+    def dispatch(self, intended: float, now: float) -> asyncio.Task[None] | None:
+        if self._drop and self._cap is not None and len(self._inflight) >= self._cap:
+            self._window_at(now).dropped += 1
+            return None
+        try:
+            wire = self._mix.next_wire()
+        except RenderError:
             window = self._window_at(now)
             window.sent += 1
-            window.hist(SCHEDULE_LAG).record_ms((now - intended) * 1000.0)
-            task = asyncio.create_task(self._one(client, intended))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
-            i += 1
+            window.completed += 1
+            window.add_error("template")
+            return None
+        if wire is None:
+            self.exhausted = True
+            return None
+        self._window_at(now).sent += 1
+        task = asyncio.create_task(self._one(wire, intended, now))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        return task
 
-    async def _closed(self, client: httpx.AsyncClient) -> None:
-        users = self._scenario.load.users or 1
-        await asyncio.gather(*(self._user(client) for _ in range(users)))
-
-    async def _user(self, client: httpx.AsyncClient) -> None:
-        while True:
-            now = time.monotonic()
-            if now >= self._end:
-                return
-            self._window_at(now).sent += 1
-            task = asyncio.create_task(self._one(client, now))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
-            await asyncio.shield(task)
-
-    async def _one(self, client: httpx.AsyncClient, intended: float) -> None:
-        outcome = await execute(client, self._scenario.request, intended)
-        self._record(outcome)
+    async def _one(self, wire: WireRequest, intended: float, dispatched: float) -> None:
+        assert self._client is not None
+        if self._slots is None:
+            outcome = await execute(self._client, wire, intended)
+            self._record(outcome, None)
+            return
+        async with self._slots:
+            waited_ms = (time.monotonic() - dispatched) * 1000.0
+            outcome = await execute(self._client, wire, intended)
+            self._record(outcome, waited_ms)
 
     # -- windows -----------------------------------------------------------------------
 
     def _window_at(self, t: float) -> Window:
-        index = max(int(t - self._t0), self._next_emit)
+        index = max(int(t - self.t0), self._next_emit)
         window = self._windows.get(index)
         if window is None:
             window = Window(
@@ -161,42 +165,54 @@ class Driver:
             self._windows[index] = window
         return window
 
-    def _record(self, out: Outcome) -> None:
+    def _record(self, out: Outcome, waited_ms: float | None) -> None:
         window = self._window_at(out.ended)
         window.completed += 1
+        if waited_ms is not None:
+            window.hist(INFLIGHT_WAIT).record_ms(waited_ms)
+        if self._per_name:
+            window.count_request(out.name, ok=out.error is None)
         if out.error is not None:
             window.add_error(out.error)
             return
         window.ok += 1
-        window.hist(LATENCY).record_ms((out.ended - out.intended) * 1000.0)
+        latency_ms = (out.ended - out.intended) * 1000.0
+        window.hist(LATENCY).record_ms(latency_ms)
+        if self._per_name:
+            window.hist(per_request(LATENCY, out.name)).record_ms(latency_ms)
         e2e_ms = (out.ended - out.sent) * 1000.0
         window.hist(LATENCY_UNCORRECTED).record_ms(e2e_ms)
         if out.output_tokens:
             window.output_tokens += out.output_tokens
-        if out.first_chunk is None:
-            return
-        ttft_ms = (out.first_chunk - out.sent) * 1000.0
-        window.hist(TTFT).record_ms(ttft_ms)
-        itl = window.hist(ITL)
-        times = out.chunk_times
-        for prev, cur in itertools.pairwise(times):
-            itl.record_ms((cur - prev) * 1000.0)
-        tokens = out.output_tokens or len(times)
-        if tokens > 1:
-            window.hist(TPOT).record_ms((e2e_ms - ttft_ms) / (tokens - 1))
+        ttft_ms: float | None = None
+        tpot_ms: float | None = None
+        if out.first_chunk is not None:
+            ttft_ms = (out.first_chunk - out.sent) * 1000.0
+            window.hist(TTFT).record_ms(ttft_ms)
+            if self._per_name:
+                window.hist(per_request(TTFT, out.name)).record_ms(ttft_ms)
+            itl = window.hist(ITL)
+            for prev, cur in itertools.pairwise(out.chunk_times):
+                itl.record_ms((cur - prev) * 1000.0)
+            tokens = out.output_tokens or len(out.chunk_times)
+            if tokens > 1:
+                tpot_ms = (e2e_ms - ttft_ms) / (tokens - 1)
+                window.hist(TPOT).record_ms(tpot_ms)
+        if self._goodput is not None and self._goodput.is_good(ttft_ms, tpot_ms, e2e_ms):
+            window.good += 1
 
     async def _tick(self) -> None:
         k = 1
         while True:
-            delay = self._t0 + k - time.monotonic()
+            delay = self.t0 + k - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             self._emit_until(time.monotonic(), final=False)
-            k = max(k + 1, int(time.monotonic() - self._t0) + 1)
+            k = max(k + 1, int(time.monotonic() - self.t0) + 1)
 
     def _emit_until(self, now: float, *, final: bool) -> None:
         """Hand over every window whose second has ended (all of them when `final`)."""
-        elapsed = now - self._t0
+        elapsed = now - self.t0
         last = math.ceil(elapsed) if final else int(elapsed)
         if final and self._windows:
             last = max(last, max(self._windows) + 1)

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from tracker.driver.checks import failed_check, needs_body
+from tracker.driver.prepared import WireRequest
 from tracker.driver.sse import ProtocolError, completion_tokens_of, parse_data_line
-from tracker.scenario import RequestSpec
 
 
 @dataclass(slots=True)
@@ -24,6 +25,7 @@ class Outcome:
 
     intended: float
     sent: float
+    name: str = ""
     ended: float = 0.0
     status: int | None = None
     error: str | None = None
@@ -58,9 +60,13 @@ def _status_error(status: int) -> str | None:
     return None
 
 
-async def execute(client: httpx.AsyncClient, spec: RequestSpec, intended: float) -> Outcome:
-    """Send `spec` now; `intended` is when the schedule wanted it sent."""
-    out = Outcome(intended=intended, sent=time.monotonic())
+async def execute(client: httpx.AsyncClient, wire: WireRequest, intended: float) -> Outcome:
+    """Send `wire` now; `intended` is when the schedule wanted it sent."""
+    spec = wire.spec
+    checks = spec.checks
+    explicit_status = any(c.status for c in checks)
+    keep_body = needs_body(checks)
+    out = Outcome(intended=intended, sent=time.monotonic(), name=spec.name)
     try:
         # httpx's timeout bounds each wait (connect, each read); the deadline bounds the
         # whole request, so a server that trickles bytes cannot hold a run open forever.
@@ -68,20 +74,25 @@ async def execute(client: httpx.AsyncClient, spec: RequestSpec, intended: float)
             asyncio.timeout(spec.timeout_s),
             client.stream(
                 spec.method,
-                spec.path,
-                json=spec.body if spec.body is not None else None,
-                headers=dict(spec.headers) if spec.headers else None,
+                wire.path,
+                json=wire.json,
+                content=wire.content if wire.json is None else None,
+                headers=wire.headers,
                 timeout=spec.timeout_s,
             ) as response,
         ):
-            out.status = response.status_code
-            out.error = _status_error(response.status_code)
+            status = response.status_code
+            out.status = status
+            out.error = None if explicit_status else _status_error(status)
+            body = b""
             if out.error is None and spec.stream == "sse":
-                await _read_sse(response, out)
+                body = await _read_sse(response, out, keep_body)
             else:
                 body = await response.aread()
                 if out.error is None:
                     _read_json_tokens(response, body, out)
+            if out.error is None and checks and failed_check(checks, status, body) is not None:
+                out.error = "check_failed"
     except TimeoutError:
         out.error = "timeout"
     except Exception as exc:  # noqa: BLE001 - every failure is classified, none escapes
@@ -90,10 +101,13 @@ async def execute(client: httpx.AsyncClient, spec: RequestSpec, intended: float)
     return out
 
 
-async def _read_sse(response: httpx.Response, out: Outcome) -> None:
+async def _read_sse(response: httpx.Response, out: Outcome, keep_body: bool) -> bytes:
     chunks = out.chunk_times
+    kept: list[str] = []
     async for line in response.aiter_lines():
         arrived = time.monotonic()
+        if keep_body:
+            kept.append(line)
         chunk = parse_data_line(line)
         if chunk is None:
             continue
@@ -108,6 +122,7 @@ async def _read_sse(response: httpx.Response, out: Outcome) -> None:
             break
     if out.output_tokens is None:
         out.output_tokens = len(chunks)
+    return "\n".join(kept).encode() if keep_body else b""
 
 
 def _read_json_tokens(response: httpx.Response, body: bytes, out: Outcome) -> None:

@@ -103,7 +103,9 @@ class Store:
                     "errors": w.errors,
                     "dropped": w.dropped,
                     "output_tokens": w.output_tokens,
+                    "good": w.good,
                     "errors_by_class": w.errors_by_class,
+                    "by_request": w.by_request or None,
                     "latency_p50_ms": latency.percentile_ms(50)
                     if latency and latency.count
                     else None,
@@ -275,7 +277,9 @@ def _window(m: WindowModel) -> Window:
         errors=m.errors,
         dropped=m.dropped,
         output_tokens=m.output_tokens,
+        good=m.good,
         errors_by_class=dict(m.errors_by_class),
+        by_request={k: dict(v) for k, v in (m.by_request or {}).items()},
         histograms={name: Histogram.decode(text) for name, text in m.histograms.items()},
         warmup=m.warmup,
     )

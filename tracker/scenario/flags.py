@@ -1,102 +1,38 @@
-"""The validated, frozen description of one run: what to request, at what load, watching what.
+"""`run --url ...` flags -> Scenario, with the same checks a scenario file gets.
 
-Built by the CLI from flags (and, later, from scenario TOML files); read by
-`tracker.runner` and `tracker.driver`. Validation happens here, before a run starts,
-so bad input never costs a stored run.
+Used by the CLI. An ad-hoc run gets its name and identity from its URL, method, body
+and load settings, so repeating the same command makes comparable runs.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
 
 from tracker.errors import UsageError
+from tracker.scenario.model import (
+    Arrival,
+    LoadSpec,
+    OnFull,
+    RequestSpec,
+    Scenario,
+    StreamMode,
+    TargetSpec,
+)
 
-LoadModel = Literal["open", "closed"]
-StreamMode = Literal["sse"]
-_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
-
-
-@dataclass(frozen=True)
-class RequestSpec:
-    """One kind of request the driver sends."""
-
-    method: str = "GET"
-    path: str = "/"
-    body: Any = None
-    headers: tuple[tuple[str, str], ...] = ()
-    timeout_s: float = 60.0
-    stream: StreamMode | None = None
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 
 
-@dataclass(frozen=True)
-class LoadSpec:
-    """How requests are issued: open model (rate) or closed model (users)."""
-
-    model: LoadModel
-    duration_s: float
-    rate: float | None = None
-    users: int | None = None
-    warmup_s: float = 0.0
-    arrival: Literal["constant"] = "constant"
-
-
-@dataclass(frozen=True)
-class TargetSpec:
-    """Which server process the probes watch; at most one field is set."""
-
-    pid: int | None = None
-    name: str | None = None
-    launch: tuple[str, ...] | None = None
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """Everything one run needs, immutable once validated."""
-
-    name: str
-    base_url: str
-    request: RequestSpec
-    load: LoadSpec
-    target: TargetSpec | None = None
-    probe_interval_s: float = 0.25
-    tags: tuple[str, ...] = field(default=())
-
-    @property
-    def url(self) -> str:
-        return self.base_url.rstrip("/") + self.request.path
-
-    def to_json(self) -> dict[str, Any]:
-        """A JSON-ready copy with header values redacted (they may carry secrets)."""
-        data = asdict(self)
-        data["request"]["headers"] = [[k, "<redacted>"] for k, _ in self.request.headers]
-        return data
-
-    def identity(self) -> str:
-        """A stable key: runs with equal identity are comparable."""
-        key = {
-            "url": self.url,
-            "method": self.request.method,
-            "body": self.request.body,
-            "stream": self.request.stream,
-            "load": asdict(self.load),
-        }
-        digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
-        return digest[:16]
-
-
-def validate_url(url: str) -> str:
+def validate_url(url: str, *, what: str = "--url") -> str:
     """Return the URL if it is an absolute http(s) URL, else raise a UsageError."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"--url: {url!r} is not an http(s) URL; use e.g. http://127.0.0.1:8000")
+        raise UsageError(f"{what}: {url!r} is not an http(s) URL; use e.g. http://127.0.0.1:8000")
     try:
         _ = parts.port
     except ValueError as exc:
-        raise UsageError(f"--url: bad port in {url!r}: {exc}") from None
+        raise UsageError(f"{what}: bad port in {url!r}: {exc}") from None
     return url
 
 
@@ -115,6 +51,10 @@ def build_scenario(
     target: TargetSpec | None = None,
     name: str | None = None,
     probe_interval_s: float = 0.25,
+    arrival: Arrival = "constant",
+    seed: int = 0,
+    max_inflight: int | None = None,
+    on_full: OnFull = "queue",
 ) -> Scenario:
     """Validate ad-hoc `run --url` flags into a Scenario.
 
@@ -129,9 +69,9 @@ def build_scenario(
     if not request_path.startswith("/"):
         raise UsageError(f"--path: {request_path!r} must start with '/'")
     method = (method or ("POST" if body is not None else "GET")).upper()
-    if method not in _METHODS:
+    if method not in METHODS:
         raise UsageError(
-            f"--method: unknown HTTP method {method!r}; use one of {', '.join(_METHODS)}"
+            f"--method: unknown HTTP method {method!r}; use one of {', '.join(METHODS)}"
         )
     if rate is not None and users is not None:
         raise UsageError("give either --rate (open model) or --users (closed model), not both")
@@ -147,6 +87,10 @@ def build_scenario(
         raise UsageError("--warmup: must be shorter than --duration")
     if timeout_s <= 0:
         raise UsageError("--timeout: must be longer than 0s")
+    if max_inflight is not None and max_inflight < 1:
+        raise UsageError(f"--max-inflight: must be at least 1, got {max_inflight}")
+    if max_inflight is not None and rate is None:
+        raise UsageError("--max-inflight: applies to the open model; give --rate too")
     parsed_body: Any = None
     if body is not None:
         try:
@@ -159,6 +103,10 @@ def build_scenario(
         rate=rate,
         users=users,
         warmup_s=warmup_s,
+        arrival=arrival,
+        seed=seed,
+        max_inflight=max_inflight,
+        on_full=on_full,
     )
     request = RequestSpec(
         method=method, path=request_path, body=parsed_body, timeout_s=timeout_s, stream=stream
@@ -166,7 +114,7 @@ def build_scenario(
     return Scenario(
         name=name or f"{method} {parts.netloc}{request_path}",
         base_url=base,
-        request=request,
+        requests=(request,),
         load=load,
         target=target,
         probe_interval_s=probe_interval_s,

@@ -1,0 +1,197 @@
+"""The switchable real faults (CPU hogs, GC churn, fsync'd writes) and GC pause statistics.
+
+``llm_server.py`` creates ``Faults`` and ``GcStats`` and switches on a fault from the command
+line; ``api`` switches faults at runtime and reports both in /admin/state.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from .config import Json
+from .engine import Engine
+
+_HOG_CODE = """
+import os, sys
+parent = int(sys.argv[2])
+x = 1
+while os.getppid() == parent:  # ends by itself should the server die without reaping it
+    for i in range(200000):
+        x = (x * 1103515245 + i) & 0xFFFFFFFF
+"""
+
+
+class CpuHogs:
+    """Busy child processes (cpu_count * strength) competing with the engine for CPUs."""
+
+    def __init__(self, strength: float) -> None:
+        argv = [sys.executable, "-c", _HOG_CODE, "llm_server-cpu-hog", str(os.getpid())]
+        # No inherited stdio: a parent reading our output must still see EOF when we exit.
+        null = subprocess.DEVNULL
+        self.procs = [
+            subprocess.Popen(argv, stdin=null, stdout=null, stderr=null)
+            for _ in range(max(1, round((os.cpu_count() or 1) * strength)))
+        ]
+
+    def stop(self) -> None:
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+class GcChurn:
+    """A large live heap of containers plus a thread churning reference cycles through it.
+
+    The cycles live just long enough to reach the oldest generation, so the collector keeps
+    running full collections over the whole heap; those pauses hold the GIL and stall the
+    engine and HTTP threads alike. Strength scales both the heap and the churn rate.
+    """
+
+    def __init__(self, strength: float) -> None:
+        self._heap_size = int(500_000 * strength)
+        self._bursts = max(1, round(10 * strength))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gc-churn", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        heap: list[list[Any]] = [[i, None] for i in range(self._heap_size)]
+        recent: deque[list[Any]] = deque(maxlen=64)
+        while not self._stop.is_set():
+            for _ in range(self._bursts):
+                batch: list[Any] = []
+                for i in range(1000):
+                    a: list[Any] = [i]
+                    a.append([a])
+                    batch.append(a)
+                recent.append(batch)
+            # Without these gaps the churn would mostly just compete for the GIL; the
+            # slowdown should come from collector pauses.
+            self._stop.wait(0.02)
+        heap.clear()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        gc.collect()
+
+
+class IoWriter:
+    """fsync'd writes on every engine step, into a bounded file overwritten in turn.
+
+    Each fsync waits for the device, so strength scales their number (16 per step at 1.0).
+    """
+
+    CHUNK, FILE_LIMIT = 16 * 1024, 32 * 1024 * 1024
+
+    def __init__(self, strength: float) -> None:
+        self.dir = tempfile.mkdtemp(prefix="llm_server_io_")
+        self.path = os.path.join(self.dir, "kv_spill.bin")
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._writes = max(1, round(16 * strength))
+        self._buf = os.urandom(self.CHUNK)
+        self._offset = 0
+        self._lock = threading.Lock()  # the engine may be mid-step when the fault stops
+
+    def step(self) -> None:
+        with self._lock:
+            for _ in range(self._writes if self._fd >= 0 else 0):
+                os.pwrite(self._fd, self._buf, self._offset)
+                os.fsync(self._fd)
+                self._offset = (self._offset + self.CHUNK) % self.FILE_LIMIT
+
+    def stop(self) -> None:
+        with self._lock:
+            os.close(self._fd)
+            self._fd = -1
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Faults:
+    """One active fault at a time; switching fully cleans up the previous one."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.name, self.strength = "none", 1.0
+        self.pending: Json | None = None
+        self._active: CpuHogs | GcChurn | IoWriter | None = None
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+
+    def schedule(self, name: str, strength: float, delay: float) -> None:
+        if delay <= 0:
+            self.set(name, strength)
+            return
+        self.pending = {"fault": name, "strength": strength, "at": time.time() + delay}
+        self._timer = threading.Timer(delay, self.set, (name, strength), {"from_timer": True})
+        self._timer.daemon = True
+        self._timer.start()
+
+    def set(self, name: str, strength: float = 1.0, *, from_timer: bool = False) -> None:
+        with self._lock:
+            if from_timer and self.pending is None:
+                return  # an explicit choice was made in the meantime and wins
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self.pending = None
+            self.engine.step_hook = None
+            if self._active is not None:
+                self._active.stop()
+                self._active = None
+            if name == "cpu":
+                self._active = CpuHogs(strength)
+            elif name == "gc":
+                self._active = GcChurn(strength)
+            elif name == "io":
+                self._active = writer = IoWriter(strength)
+                self.engine.step_hook = writer.step
+            self.name, self.strength = name, strength
+
+    def state(self) -> Json:
+        active = self._active
+        return {
+            "fault": self.name,
+            "fault_strength": self.strength,
+            "fault_pending": self.pending,
+            "hog_pids": [p.pid for p in active.procs] if isinstance(active, CpuHogs) else [],
+            "io_file": active.path if isinstance(active, IoWriter) else None,
+        }
+
+
+class GcStats:
+    """Collector pauses measured through gc.callbacks, shown in /admin/state."""
+
+    def __init__(self) -> None:
+        self.collections = [0, 0, 0]
+        self.pause_ms = self.max_pause_ms = self._t0 = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+            return
+        ms = (time.perf_counter() - self._t0) * 1000.0
+        self.collections[info["generation"]] += 1
+        self.pause_ms += ms
+        self.max_pause_ms = max(self.max_pause_ms, ms)
+
+    def state(self) -> Json:
+        return {
+            "collections": list(self.collections),
+            "pause_ms_total": round(self.pause_ms, 3),
+            "max_pause_ms": round(self.max_pause_ms, 3),
+        }

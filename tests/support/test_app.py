@@ -1,0 +1,95 @@
+"""A small, well-behaved HTTP app on loopback for driver tests (keep-alive, known timings).
+
+Routes: `/ok`; `/echo` (returns the JSON body and the request headers); `/slow?ms=N`;
+`/stall-once?after=N` (the N-th request stalls 1 s, every other answers at once);
+`/status/{code}`; `/count` (how many requests each route has served).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+
+def _app() -> Starlette:
+    seen: Counter[str] = Counter()
+
+    async def ok(_: Request) -> Response:
+        seen["ok"] += 1
+        return PlainTextResponse("ok")
+
+    async def echo(request: Request) -> Response:
+        seen["echo"] += 1
+        raw = await request.body()
+        body: Any = None
+        if raw:
+            try:
+                body = await request.json()
+            except ValueError:
+                body = raw.decode()
+        return JSONResponse({"body": body, "headers": dict(request.headers)})
+
+    async def slow(request: Request) -> Response:
+        seen["slow"] += 1
+        await asyncio.sleep(int(request.query_params.get("ms", "100")) / 1000)
+        return PlainTextResponse("slow")
+
+    async def stall_once(request: Request) -> Response:
+        seen["stall"] += 1
+        if seen["stall"] == int(request.query_params.get("after", "10")):
+            await asyncio.sleep(1.0)
+        return PlainTextResponse("ok")
+
+    async def status(request: Request) -> Response:
+        seen["status"] += 1
+        return PlainTextResponse("status", status_code=int(request.path_params["code"]))
+
+    async def count(_: Request) -> Response:
+        return JSONResponse(dict(seen))
+
+    return Starlette(
+        routes=[
+            Route("/ok", ok),
+            Route("/echo", echo, methods=["GET", "POST"]),
+            Route("/slow", slow),
+            Route("/stall-once", stall_once),
+            Route("/status/{code:int}", status, methods=["GET", "POST"]),
+            Route("/count", count),
+        ]
+    )
+
+
+@contextmanager
+def running_test_app() -> Iterator[str]:
+    """Serve a fresh app on a free loopback port in a thread; yield its base URL."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        _app(), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test app did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

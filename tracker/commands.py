@@ -1,0 +1,208 @@
+"""What `perfsleuth run` and `perfsleuth demo` do once click has parsed their flags.
+
+Used by `tracker.cli`, which only declares the commands. Output goes through click so
+that tests with CliRunner and real terminals behave the same.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tracker.errors import EXIT_REGRESSION, EXIT_RUN_FAILED, UsageError
+from tracker.scenario import Scenario, TargetSpec
+
+# `run` flags that describe the load; with a scenario file the file says these.
+_LOAD_FLAGS = ("url", "rate", "users", "duration", "warmup", "arrival", "seed", "max_inflight",
+               "on_full", "path", "method", "body", "stream", "timeout")  # fmt: skip
+_EXIT_INTERRUPTED = 130
+
+
+def write_json(path: str, document: dict[str, Any]) -> None:
+    text = json.dumps(document, indent=2, default=str)
+    if path == "-":
+        click.echo(text)
+        return
+    try:
+        Path(path).write_text(text + "\n")
+    except OSError as exc:
+        raise UsageError(f"--json: cannot write {path}: {exc.strerror}") from None
+
+
+def _target_from_flags(options: dict[str, Any]) -> TargetSpec | None:
+    chosen = [k for k in ("attach_pid", "attach_name", "launch") if options.get(k) is not None]
+    if len(chosen) > 1:
+        raise UsageError("give at most one of --attach, --attach-name and --launch")
+    if options.get("attach_pid") is not None:
+        return TargetSpec(pid=options["attach_pid"])
+    if options.get("attach_name") is not None:
+        return TargetSpec(name=options["attach_name"])
+    if options.get("launch") is not None:
+        argv = tuple(shlex.split(options["launch"]))
+        if not argv:
+            raise UsageError("--launch: empty command")
+        return TargetSpec(launch=argv)
+    return None
+
+
+def build_run_scenario(
+    scenario_file: str | None, options: dict[str, Any], given: set[str]
+) -> Scenario:
+    """The Scenario for `run`: from the file, or from --url and the load flags."""
+    from dataclasses import replace
+
+    from tracker.scenario import build_scenario
+    from tracker.scenario.toml_file import load_scenario
+
+    interval = options.get("probe_interval")
+    if interval is not None and interval <= 0:
+        raise UsageError("--probe-interval: must be longer than 0s, e.g. 250ms")
+    target = _target_from_flags(options)
+    if scenario_file is not None:
+        clash = [f for f in _LOAD_FLAGS if f in given]
+        if clash:
+            flag = "--" + clash[0].replace("_", "-")
+            raise UsageError(
+                f"{flag}: a scenario file sets the load; change {scenario_file} instead"
+            )
+        scenario = load_scenario(scenario_file)
+        if target is not None:
+            scenario = replace(scenario, target=target)
+        if interval is not None:
+            scenario = replace(scenario, probe_interval_s=interval)
+        return scenario
+    if options.get("url") is None:
+        raise UsageError(
+            "give a scenario file or --url, e.g. perfsleuth run --url http://127.0.0.1:8000/"
+        )
+    return build_scenario(
+        url=options["url"],
+        rate=options["rate"],
+        users=options["users"],
+        duration_s=options["duration"],
+        warmup_s=options["warmup"],
+        method=options["method"],
+        path=options["path"],
+        body=options["body"],
+        stream="sse" if options["stream"] == "sse" else None,
+        timeout_s=options["timeout"],
+        target=target,
+        probe_interval_s=interval if interval is not None else 0.25,
+        arrival=options["arrival"],
+        seed=options["seed"],
+        max_inflight=options["max_inflight"],
+        on_full=options["on_full"],
+    )
+
+
+def run(scenario_file: str | None, options: dict[str, Any], given: set[str]) -> None:
+    """`perfsleuth run`: build the scenario, run it, report, exit per the contract."""
+    from probes import ProbeError, Target
+    from tracker.progress import ProgressPrinter
+    from tracker.report import render_run
+    from tracker.runner import execute_run, wait_until_reachable
+    from tracker.store import Store
+
+    scenario = build_run_scenario(scenario_file, options, given)
+    store = Store.open(options.get("db_url"))
+    target = None
+    spec = scenario.target
+    try:
+        if spec is not None and spec.pid is not None:
+            target = Target.from_pid(spec.pid)
+        elif spec is not None and spec.name is not None:
+            target = Target.from_name(spec.name)
+        elif spec is not None and spec.launch is not None:
+            target = Target.launch(list(spec.launch))
+            wait_until_reachable(scenario.base_url, target, timeout_s=60.0)
+    except ProbeError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        result = execute_run(
+            scenario,
+            store,
+            tag=options.get("tag"),
+            target=target,
+            progress=ProgressPrinter(scenario.load.duration_s),
+        )
+    finally:
+        if target is not None and target.owned:
+            target.terminate()
+    click.echo(render_run(result.document))
+    json_path = options.get("json_path")
+    if json_path:
+        write_json(json_path, result.document)
+    if result.status == "failed":
+        sys.exit(EXIT_RUN_FAILED)
+    if result.status == "interrupted":
+        click.echo(f"run {result.run_id} was interrupted; what ran is stored", err=True)
+        sys.exit(_EXIT_INTERRUPTED)
+    if result.slo_failed:
+        for failed in result.slo_failed:
+            click.echo(f"perfsleuth: SLO failed: {failed.describe()}", err=True)
+        sys.exit(EXIT_REGRESSION)
+
+
+def demo(
+    *, duration: float, fault: str, rate: float, json_path: str | None, db_url: str | None
+) -> None:
+    """`perfsleuth demo`: example server, streaming load, a fault at half time, before/after."""
+    from tracker import demo as demo_mod
+    from tracker.progress import ProgressPrinter
+    from tracker.report import render_run
+    from tracker.runner import TimedAction, execute_run
+    from tracker.store import Store
+
+    if duration < 10:
+        raise UsageError("--duration: the demo needs at least 10s (two halves of 5s)")
+    if not rate > 0:
+        raise UsageError(f"--rate: must be a positive number of requests per second, got {rate}")
+    store = Store.open(db_url)
+    port = demo_mod.free_port()
+    click.echo(f"starting the example LLM server on http://127.0.0.1:{port} ...", err=True)
+    target = demo_mod.start_server(port)
+    split = duration / 2
+    scenario = demo_mod.demo_scenario(port, duration, rate)
+    actions: list[TimedAction] = []
+    if fault != "none":
+        actions.append(demo_mod.fault_action(port, fault, split))
+    click.echo(
+        f"driving {rate:g} streaming completions/s for {duration:g}s"
+        + (f"; fault '{fault}' switches on at {split:g}s" if fault != "none" else ""),
+        err=True,
+    )
+    try:
+        result = execute_run(
+            scenario, store, tag="demo", target=target, actions=actions,
+            progress=ProgressPrinter(duration),
+        )  # fmt: skip
+    finally:
+        target.terminate()
+    click.echo(render_run(result.document))
+    labels = ("before fault", "fault on") if fault != "none" else ("first half", "second half")
+    parts = demo_mod.phases(
+        store.iter_windows(result.run_id), store.samples(result.run_id), split, labels
+    )
+    label = f"fault '{fault}'" if fault != "none" else "no fault"
+    click.echo("")
+    if parts[-1].window.completed == 0:
+        click.echo(f"the run stopped before its second half ({label} from {split:g}s)")
+    else:
+        click.echo(f"first half vs second half ({label} from {split:g}s):")
+        click.echo(demo_mod.render_phases(parts))
+        change = demo_mod.slowdown_pct(parts)
+        if change is not None:
+            click.echo(f"\\nmedian latency changed by {change:+.0f}% in the second half ({label}).")
+    if json_path:
+        write_json(json_path, result.document)
+    click.echo(f"\\nstored as run {result.run_id} in {store.location}; look again with:")
+    db_flag = f" --db {shlex.quote(db_url)}" if db_url else ""
+    click.echo(f"  perfsleuth show {result.run_id}{db_flag}")
+    click.echo(f"  perfsleuth show {result.run_id} --json{db_flag}")
+    if result.status == "interrupted":
+        sys.exit(_EXIT_INTERRUPTED)

@@ -1,0 +1,125 @@
+"""Requests ready to send: templates compiled, feeders opened, a weighted mix to pick from.
+
+Used by `tracker.driver.engine`. Everything that can be done once per run is done here,
+so the per-request work is a weighted pick, a feeder row and a template render.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from tracker.driver.feeders import Feeder, FeederExhausted, load_dataset, make_feeder
+from tracker.driver.template import Template, TemplateError
+from tracker.scenario import RequestSpec, Scenario
+
+
+@dataclass(frozen=True, slots=True)
+class WireRequest:
+    """One concrete request, rendered for this send."""
+
+    spec: RequestSpec
+    path: str
+    json: Any
+    content: str | None
+    headers: dict[str, str] | None
+
+
+class RenderError(Exception):
+    """A request could not be rendered (a template variable had no value)."""
+
+
+class PreparedRequest:
+    """A RequestSpec with its templates compiled and its feeder open."""
+
+    def __init__(self, spec: RequestSpec, feeder: Feeder | None) -> None:
+        self.spec = spec
+        self.feeder = feeder
+        self.exhausted = False
+        where = f"requests.{spec.name}"
+        self._path = Template.compile(spec.path, where=f"{where}.path")
+        self._json = Template.compile(spec.body, where=f"{where}.json")
+        self._raw = Template.compile(spec.raw_body, where=f"{where}.body")
+        self._headers = dict(spec.headers) if spec.headers else None
+        self._static = feeder is None and all(
+            t.is_static for t in (self._path, self._json, self._raw)
+        )
+        self._static_wire = (
+            WireRequest(spec, spec.path, spec.body, spec.raw_body, self._headers)
+            if self._static
+            else None
+        )
+
+    def render(self) -> WireRequest:
+        """This send's request.
+
+        Raises:
+            FeederExhausted: a `unique` dataset has no rows left.
+            RenderError: a placeholder had no value in the row.
+        """
+        if self._static_wire is not None:
+            return self._static_wire
+        row = self.feeder.next_row() if self.feeder is not None else {}
+        try:
+            return WireRequest(
+                self.spec,
+                str(self._path.render(row)),
+                self._json.render(row),
+                self._raw.render(row),
+                self._headers,
+            )
+        except TemplateError as exc:
+            raise RenderError(str(exc)) from None
+
+
+class RequestMix:
+    """The scenario's requests, picked by weight with a seeded generator."""
+
+    def __init__(self, scenario: Scenario, *, shard: tuple[int, int] = (0, 1)) -> None:
+        datasets = {d.name: d for d in scenario.datasets}
+        loaded = {name: load_dataset(spec.file, name=name) for name, spec in datasets.items()}
+        self.requests: list[PreparedRequest] = []
+        for spec in scenario.requests:
+            feeder = None
+            if spec.dataset is not None:
+                ds = datasets[spec.dataset]
+                feeder = make_feeder(loaded[spec.dataset], ds.mode, ds.seed, shard=shard)
+            self.requests.append(PreparedRequest(spec, feeder))
+        self._rng = random.Random(scenario.load.seed)
+        self._cumulative = list(itertools.accumulate(r.spec.weight for r in self.requests))
+        self._single = self.requests[0] if len(self.requests) == 1 else None
+
+    @property
+    def names(self) -> list[str]:
+        return [r.spec.name for r in self.requests]
+
+    def pick(self) -> PreparedRequest | None:
+        """A request by weight; None once every request's dataset is exhausted."""
+        if self._single is not None:
+            return None if self._single.exhausted else self._single
+        live = [r for r in self.requests if not r.exhausted]
+        if not live:
+            return None
+        if len(live) != len(self.requests):
+            weights = list(itertools.accumulate(r.spec.weight for r in live))
+            x = self._rng.random() * weights[-1]
+            return live[bisect.bisect_right(weights, x)]
+        x = self._rng.random() * self._cumulative[-1]
+        return self.requests[bisect.bisect_right(self._cumulative, x)]
+
+    def next_wire(self) -> WireRequest | None:
+        """Pick and render; a request whose unique dataset ran out is retired."""
+        while True:
+            prepared = self.pick()
+            if prepared is None:
+                return None
+            try:
+                return prepared.render()
+            except FeederExhausted:
+                prepared.exhausted = True
+
+    def exhausted_names(self) -> list[str]:
+        return [r.spec.name for r in self.requests if r.exhausted]

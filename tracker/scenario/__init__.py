@@ -1,0 +1,26 @@
+"""Scenarios: the frozen description of a run, from a TOML file or from `run --url` flags."""
+
+from tracker.scenario.flags import build_scenario, validate_url
+from tracker.scenario.model import (
+    Check,
+    DatasetSpec,
+    GoodputSpec,
+    LoadSpec,
+    RequestSpec,
+    Scenario,
+    TargetSpec,
+    Threshold,
+)
+
+__all__ = [
+    "Check",
+    "DatasetSpec",
+    "GoodputSpec",
+    "LoadSpec",
+    "RequestSpec",
+    "Scenario",
+    "TargetSpec",
+    "Threshold",
+    "build_scenario",
+    "validate_url",
+]

@@ -1,0 +1,227 @@
+"""The validated, frozen description of one run: what to request, at what load, judged how.
+
+Built by `tracker.scenario.toml_file` (scenario files) and `tracker.scenario.flags`
+(`run --url` flags); read by the runner and the driver. Everything here is immutable
+and already checked, so the driver never meets bad input mid-run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from tracker.driver.template import redact, redact_json
+
+LoadModel = Literal["open", "closed"]
+Arrival = Literal["constant", "poisson"]
+OnFull = Literal["queue", "drop"]
+StreamMode = Literal["sse"]
+JsonPath = tuple[str | int, ...]
+
+_MISSING: Any = object()
+
+
+@dataclass(frozen=True)
+class Check:
+    """One assertion on a response; a failed check makes the request a `check_failed` error.
+
+    Exactly one of the forms is used: `status` (allowed codes), `path` (a JSON field that
+    must exist, or equal `equals`), or `contains` (a substring of the body).
+    """
+
+    status: tuple[int, ...] = ()
+    path: JsonPath = ()
+    path_text: str = ""
+    equals: Any = _MISSING
+    contains: str | None = None
+
+    @property
+    def has_equals(self) -> bool:
+        return self.equals is not _MISSING
+
+    def describe(self) -> str:
+        if self.status:
+            return "status in " + ",".join(map(str, self.status))
+        if self.path:
+            if self.has_equals:
+                return f"json {self.path_text} == {self.equals!r}"
+            return f"json {self.path_text} exists"
+        return f"body contains {self.contains!r}"
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.status:
+            out["status"] = list(self.status)
+        if self.path:
+            out["json"] = self.path_text
+            if self.has_equals:
+                out["equals"] = self.equals
+        if self.contains is not None:
+            out["contains"] = self.contains
+        return out
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    """One kind of request the driver sends."""
+
+    method: str = "GET"
+    path: str = "/"
+    body: Any = None  # JSON body (may hold {{ }} placeholders)
+    raw_body: str | None = None  # sent as-is when there is no JSON body
+    headers: tuple[tuple[str, str], ...] = ()
+    timeout_s: float = 60.0
+    stream: StreamMode | None = None
+    name: str = "default"
+    weight: float = 1.0
+    dataset: str | None = None
+    checks: tuple[Check, ...] = ()
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A JSONL or CSV file whose rows fill a request's {{ }} placeholders."""
+
+    name: str
+    file: str
+    mode: Literal["sequential", "random", "unique"] = "sequential"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """How requests are issued.
+
+    Open model: arrivals follow a schedule (a constant `rate`, `stages` ramping between
+    rates, or Gatling-style `throttle` steps), constant or Poisson; `max_inflight` caps
+    concurrency, with `on_full` = queue (wait; latency still counts from the intended
+    time) or drop (counted as dropped). Closed model: `users` (or `user_stages`) loop
+    request -> think time, optionally paced so each iteration starts every `pacing_s`.
+    """
+
+    model: LoadModel
+    duration_s: float
+    rate: float | None = None
+    users: int | None = None
+    warmup_s: float = 0.0
+    arrival: Arrival = "constant"
+    seed: int = 0
+    start_rate: float = 0.0
+    stages: tuple[tuple[float, float], ...] = ()
+    throttle: tuple[tuple[str, float, float | None], ...] = ()
+    max_inflight: int | None = None
+    on_full: OnFull = "queue"
+    start_users: int = 0
+    user_stages: tuple[tuple[float, float], ...] = ()
+    think_time: tuple[float, float] | None = None
+    pacing_s: float | None = None
+
+    @property
+    def nominal_rate(self) -> float | None:
+        """The target rate when it is one number (constant open model), else None."""
+        if self.model == "open" and not self.stages and not self.throttle:
+            return self.rate
+        return None
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """An SLO on the run's summary, e.g. `latency_p99 <= 2000 ms` or `error_rate <= 0.05`."""
+
+    key: str  # as written in the scenario, e.g. "ttft_p95"
+    section: str  # document path: "latency_ms", "llm.ttft_ms", "requests.error_rate", ...
+    stat: str | None  # "p99" for percentile sections, None for scalars
+    limit: float
+    bound: Literal["max", "min"] = "max"
+    unit: str = "ms"
+
+    def describe(self) -> str:
+        op = "<=" if self.bound == "max" else ">="
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{self.key} {op} {self.limit:g}{unit}"
+
+
+@dataclass(frozen=True)
+class GoodputSpec:
+    """Per-request SLOs: a request is good when it meets every one given (vLLM's --goodput)."""
+
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    e2e_ms: float | None = None
+
+    def is_good(self, ttft_ms: float | None, tpot_ms: float | None, e2e_ms: float) -> bool:
+        if self.ttft_ms is not None and (ttft_ms is None or ttft_ms > self.ttft_ms):
+            return False
+        if self.tpot_ms is not None and tpot_ms is not None and tpot_ms > self.tpot_ms:
+            return False
+        return self.e2e_ms is None or e2e_ms <= self.e2e_ms
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """Which server process the probes watch; at most one field is set."""
+
+    pid: int | None = None
+    name: str | None = None
+    launch: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Everything one run needs, immutable once validated."""
+
+    name: str
+    base_url: str
+    requests: tuple[RequestSpec, ...]
+    load: LoadSpec
+    target: TargetSpec | None = None
+    probe_interval_s: float = 0.25
+    datasets: tuple[DatasetSpec, ...] = ()
+    thresholds: tuple[Threshold, ...] = ()
+    goodput: GoodputSpec | None = None
+    secrets: tuple[str, ...] = field(default=(), repr=False)  # values read from env vars
+    source: str | None = None  # the scenario file, when there is one
+
+    @property
+    def request(self) -> RequestSpec:
+        """The first request (the only one for `run --url`)."""
+        return self.requests[0]
+
+    @property
+    def url(self) -> str:
+        return self.base_url.rstrip("/") + self.request.path
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready copy with secrets (sensitive headers, env values) redacted."""
+        data = asdict(self)
+        data.pop("secrets")
+        for req, spec in zip(data["requests"], self.requests, strict=True):
+            req["headers"] = redact(dict(spec.headers))
+            req["checks"] = [c.to_json() for c in spec.checks]
+        data["thresholds"] = [t.describe() for t in self.thresholds]
+        result: dict[str, Any] = redact_json(data, self.secrets)
+        return result
+
+    def identity(self) -> str:
+        """A stable key: runs with equal identity measure the same thing and are comparable."""
+        key = {
+            "base_url": self.base_url,
+            "requests": [
+                {
+                    "name": r.name,
+                    "method": r.method,
+                    "path": r.path,
+                    "body": r.body,
+                    "raw_body": r.raw_body,
+                    "stream": r.stream,
+                    "weight": r.weight,
+                    "dataset": r.dataset,
+                }
+                for r in self.requests
+            ],
+            "load": asdict(self.load),
+        }
+        text = json.dumps(redact_json(key, self.secrets), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
