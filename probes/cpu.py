@@ -43,7 +43,7 @@ class CpuProbe:
         ),
         "cpu.host_ctx_switches_per_s": ("1/s", "context switches on the whole host"),
         "cpu.threads": ("count", "threads in the target tree"),
-        "cpu.procs_running": ("count", "host run queue: runnable tasks (/proc/stat)"),
+        "cpu.run_queue": ("count", "host run queue: runnable tasks, procs_running in /proc/stat"),
         "cpu.procs_blocked": ("count", "host tasks blocked on I/O (/proc/stat)"),
     }
 
@@ -81,7 +81,7 @@ class CpuProbe:
     def _sample_host(self, dt: float) -> dict[str, float]:
         host = read_host_stat()
         metrics = {
-            "cpu.procs_running": float(host.procs_running),
+            "cpu.run_queue": float(host.procs_running),
             "cpu.procs_blocked": float(host.procs_blocked),
         }
         prev = self._prev_host

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -248,9 +249,15 @@ def db_current(db_url: str | None) -> None:
     click.echo(f"{store.url}: revision {current or 'none'} (newest {head}; {state})")
 
 
+def _sigterm_as_interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     started = time.monotonic()
+    # SIGTERM (CI cancelling a job, `kill`) stops a run the way Ctrl-C does: stored, 130.
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
         cli.main(args=argv, prog_name="perfsleuth", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -16,6 +16,7 @@ import click
 
 from tracker.errors import EXIT_REGRESSION, EXIT_RUN_FAILED, UsageError
 from tracker.scenario import Scenario, TargetSpec
+from tracker.scenario.flags import MIN_PROBE_INTERVAL_S
 
 # `run` flags that describe the load; with a scenario file the file says these.
 _LOAD_FLAGS = ("url", "rate", "users", "duration", "warmup", "arrival", "seed", "max_inflight",
@@ -32,6 +33,15 @@ def write_json(path: str, document: dict[str, Any]) -> None:
         Path(path).write_text(text + "\n")
     except OSError as exc:
         raise UsageError(f"--json: cannot write {path}: {exc.strerror}") from None
+
+
+def check_json_path(path: str | None) -> None:
+    """Fail before the run, not after it, when --json cannot be written."""
+    if path is None or path == "-":
+        return
+    parent = Path(path).expanduser().resolve().parent
+    if not parent.is_dir():
+        raise UsageError(f"--json: directory {parent} does not exist; create it or choose another")
 
 
 def _target_from_flags(options: dict[str, Any]) -> TargetSpec | None:
@@ -60,8 +70,10 @@ def build_run_scenario(
     from tracker.scenario.toml_file import load_scenario
 
     interval = options.get("probe_interval")
-    if interval is not None and interval <= 0:
-        raise UsageError("--probe-interval: must be longer than 0s, e.g. 250ms")
+    if interval is not None and interval < MIN_PROBE_INTERVAL_S:
+        raise UsageError(
+            f"--probe-interval: must be at least {MIN_PROBE_INTERVAL_S * 1000:.0f}ms, e.g. 250ms"
+        )
     target = _target_from_flags(options)
     if scenario_file is not None:
         clash = [f for f in _LOAD_FLAGS if f in given]
@@ -109,20 +121,22 @@ def run(scenario_file: str | None, options: dict[str, Any], given: set[str]) -> 
     from tracker.store import Store
 
     scenario = build_run_scenario(scenario_file, options, given)
+    json_path = options.get("json_path")
+    check_json_path(json_path)
     store = Store.open(options.get("db_url"))
     target = None
     spec = scenario.target
     try:
-        if spec is not None and spec.pid is not None:
-            target = Target.from_pid(spec.pid)
-        elif spec is not None and spec.name is not None:
-            target = Target.from_name(spec.name)
-        elif spec is not None and spec.launch is not None:
-            target = Target.launch(list(spec.launch))
-            wait_until_reachable(scenario.base_url, target, timeout_s=60.0)
-    except ProbeError as exc:
-        raise UsageError(str(exc)) from None
-    try:
+        try:
+            if spec is not None and spec.pid is not None:
+                target = Target.from_pid(spec.pid)
+            elif spec is not None and spec.name is not None:
+                target = Target.from_name(spec.name)
+            elif spec is not None and spec.launch is not None:
+                target = Target.launch(list(spec.launch))
+                wait_until_reachable(scenario.base_url, target, timeout_s=60.0)
+        except ProbeError as exc:
+            raise UsageError(str(exc)) from None
         result = execute_run(
             scenario,
             store,
@@ -131,10 +145,12 @@ def run(scenario_file: str | None, options: dict[str, Any], given: set[str]) -> 
             progress=ProgressPrinter(scenario.load.duration_s),
         )
     finally:
+        # Launched targets live in their own session (a terminal's Ctrl-C does not reach
+        # them), so they are stopped here on every way out.
         if target is not None and target.owned:
             target.terminate()
-    click.echo(render_run(result.document))
-    json_path = options.get("json_path")
+    # With `--json -` stdout carries the JSON alone, so the summary goes to stderr.
+    click.echo(render_run(result.document), err=json_path == "-")
     if json_path:
         write_json(json_path, result.document)
     if result.status == "failed":
@@ -162,6 +178,7 @@ def demo(
         raise UsageError("--duration: the demo needs at least 10s (two halves of 5s)")
     if not rate > 0:
         raise UsageError(f"--rate: must be a positive number of requests per second, got {rate}")
+    check_json_path(json_path)
     store = Store.open(db_url)
     port = demo_mod.free_port()
     click.echo(f"starting the example LLM server on http://127.0.0.1:{port} ...", err=True)
@@ -183,7 +200,7 @@ def demo(
         )  # fmt: skip
     finally:
         target.terminate()
-    click.echo(render_run(result.document))
+    click.echo(render_run(result.document), err=json_path == "-")
     labels = ("before fault", "fault on") if fault != "none" else ("first half", "second half")
     parts = demo_mod.phases(
         store.iter_windows(result.run_id), store.samples(result.run_id), split, labels
@@ -206,3 +223,5 @@ def demo(
     click.echo(f"  perfsleuth show {result.run_id} --json{db_flag}")
     if result.status == "interrupted":
         sys.exit(_EXIT_INTERRUPTED)
+    if result.status == "failed":
+        sys.exit(EXIT_RUN_FAILED)

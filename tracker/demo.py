@@ -43,17 +43,21 @@ def start_server(port: int, timeout_s: float = 30.0) -> Target:
     target = Target.launch(argv)
     url = f"http://127.0.0.1:{port}/health"
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not target.alive:
-            raise RunFailedError(f"the example server exited at start ({target.death_reason})")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return target
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    target.terminate()
-    raise RunFailedError(f"the example server did not answer {url} within {timeout_s:.0f}s")
+    try:
+        while time.monotonic() < deadline:
+            if not target.alive:
+                raise RunFailedError(f"the example server exited at start ({target.death_reason})")
+            try:
+                if httpx.get(url, timeout=1.0).status_code == 200:
+                    return target
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RunFailedError(f"the example server did not answer {url} within {timeout_s:.0f}s")
+    except BaseException:
+        # Ctrl-C while waiting, or a failed start: never leave the server behind.
+        target.terminate()
+        raise
 
 
 def demo_scenario(port: int, duration_s: float, rate: float) -> Scenario:
@@ -126,7 +130,7 @@ _PROBE_ROWS = (
     ("server CPU %", "cpu.process_pct"),
     ("involuntary ctx switches/s", "cpu.ctx_switches_involuntary_per_s"),
     ("voluntary ctx switches/s", "cpu.ctx_switches_voluntary_per_s"),
-    ("run queue (procs running)", "cpu.procs_running"),
+    ("host run queue", "cpu.run_queue"),
     ("server RSS MB", "mem.rss_mb"),
     ("server write MB/s", "proc.io_write_mb_per_s"),
     ("disk write IOPS", "disk.write_iops"),

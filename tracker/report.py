@@ -84,8 +84,8 @@ def render_run(doc: dict[str, Any]) -> str:
             lines.append(f"    {name:<38} {stats['mean']:>10.1f} / {stats['max']:<10.1f} {unit}")
     for probe, reason in (doc.get("probes_unavailable") or {}).items():
         lines.append(f"  probe {probe} unavailable: {reason}")
-    for event in doc.get("target_events") or []:
-        lines.append(f"  target at {event['t_s']:.1f}s: {event['note']}")
+    for event in doc.get("probe_events") or []:
+        lines.append(f"  probes at {event['t_s']:.1f}s: {event['note']}")
     for result in doc.get("slo") or []:
         verdict = "ok" if result["passed"] else "FAILED"
         value = "no data" if result["value"] is None else f"{result['value']:.4g}"

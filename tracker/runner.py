@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from probes import ProbeSample, Sampler, Target
-from tracker.driver.engine import Driver
+from tracker.driver.engine import Driver, DriverResult
 from tracker.environment import fingerprint
 from tracker.errors import RunFailedError
 from tracker.metrics import Window
@@ -118,56 +118,67 @@ def execute_run(
         load_model=scenario.load.model,
     )
     started = time.monotonic()
-    try:
-        check_reachable(scenario.base_url)
-    except RunFailedError as exc:
-        store.finish_run(run_id, status="failed", duration_s=0.0, error=str(exc))
-        raise
     live = _Live()
-    writer = StoreWriter(store, run_id)
     # The load starts a little after the probes: the event loop and the HTTP client are
     # set up before the first intended send (so it is not born late), and the probes get
     # a short baseline before the load (samples with negative t_s).
     t0 = time.monotonic() + _LOAD_LEAD_S
-
-    def on_sample(sample: ProbeSample) -> None:
-        live.update(sample)
-        writer.add_sample(
-            SampleRecord(sample.t_mono - t0, sample.metrics, sample.target_alive, sample.note)
-        )
-
-    def on_window(window: Window) -> None:
-        writer.add_window(window)
-        if progress is not None:
-            progress.window(window, live.snapshot())
-
-    sampler = Sampler(target, interval_s=scenario.probe_interval_s, on_sample=on_sample)
+    writer: StoreWriter | None = None
+    sampler: Sampler | None = None
     events: list[tuple[float, str]] = []
     status = "failed"
     error: str | None = None
+    abandoned = 0
     try:
+        check_reachable(scenario.base_url)
+        writer = StoreWriter(store, run_id)
+        sink = writer
+
+        def on_sample(sample: ProbeSample) -> None:
+            live.update(sample)
+            sink.add_sample(
+                SampleRecord(sample.t_mono - t0, sample.metrics, sample.target_alive, sample.note)
+            )
+
+        def on_window(window: Window) -> None:
+            sink.add_window(window)
+            if progress is not None:
+                progress.window(window, live.snapshot())
+
+        sampler = Sampler(target, interval_s=scenario.probe_interval_s, on_sample=on_sample)
         sampler.start()
+        t0 = max(t0, time.monotonic())
         driver = Driver(scenario, on_window)
-        interrupted, exhausted = asyncio.run(_drive(driver, t0, actions, events, progress))
-        status = "interrupted" if interrupted else "completed"
-        for name in exhausted:
+        ended = asyncio.run(_drive(driver, t0, actions, events, progress))
+        abandoned = ended.abandoned
+        status = "interrupted" if ended.interrupted else "completed"
+        for name in ended.exhausted:
             events.append((time.monotonic() - t0, f"request {name!r} ran out of unique rows"))
+        if target is not None and not target.alive and status == "completed":
+            status = "failed"
+            error = f"the target process died during the run ({target.death_reason})"
     except KeyboardInterrupt:
         status = "interrupted"
+    except RunFailedError as exc:
+        error = str(exc)
+        raise
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        sampler.stop()
-        writer.close()
-        if writer.error is not None and error is None:
-            error = f"some results could not be stored: {writer.error}"
+        if sampler is not None:
+            sampler.stop()
+        if writer is not None:
+            writer.close()
+            if writer.error is not None and error is None:
+                error = f"some results could not be stored: {writer.error}"
         run = replace(
             store.get_run(run_id),
             status=status,
             duration_s=time.monotonic() - started,
-            probes_unavailable=dict(sampler.unavailable),
+            probes_unavailable=dict(sampler.unavailable) if sampler is not None else {},
             error=error,
+            summary={"abandoned": abandoned},
         )
         document = run_document(
             run, store.iter_windows(run_id), store.samples(run_id), store.findings(run_id)
@@ -191,8 +202,8 @@ async def _drive(
     actions: Sequence[TimedAction],
     events: list[tuple[float, str]],
     progress: ProgressPrinter | None,
-) -> tuple[bool, tuple[str, ...]]:
-    """Run the driver with signal handling: (interrupted, requests whose data ran out)."""
+) -> DriverResult:
+    """Run the driver with signal handling (a second Ctrl-C abandons what is in flight)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals_seen: list[int] = []
@@ -207,7 +218,8 @@ async def _drive(
         elif main_task is not None:
             main_task.cancel()
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum in previous:
         loop.add_signal_handler(signum, on_signal, signum)
 
     async def fire(action: TimedAction) -> None:
@@ -224,19 +236,25 @@ async def _drive(
     try:
         result = await driver.run(stop, t0=t0)
     except asyncio.CancelledError:
-        return True, ()
+        now = time.monotonic()
+        return DriverResult(t0, now, True, len(driver.inflight), ())
     finally:
         for task in side_tasks:
             task.cancel()
         await asyncio.gather(*side_tasks, return_exceptions=True)
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum, handler in previous.items():
             loop.remove_signal_handler(signum)
-    return result.interrupted or bool(signals_seen), result.exhausted
+            # asyncio resets to the default (which kills on SIGTERM); put back ours so a
+            # late SIGTERM still lets the run be finished and stored.
+            signal.signal(signum, handler)
+    if signals_seen and not result.interrupted:
+        result = replace(result, interrupted=True)
+    return result
 
 
 def _summary_for_history(doc: dict[str, Any]) -> dict[str, Any]:
     """The few numbers `history` lists without reading windows."""
-    return {
+    summary = {
         key: doc.get(key)
         for key in (
             "requests",
@@ -248,6 +266,8 @@ def _summary_for_history(doc: dict[str, Any]) -> dict[str, Any]:
             "slo",
         )
     }
+    summary["abandoned"] = doc["requests"].get("abandoned", 0)
+    return summary
 
 
 def wait_until_reachable(url: str, target: Target, timeout_s: float) -> None:

@@ -28,7 +28,16 @@ from tracker.store import FindingRecord, RunRecord, SampleRecord
 #: partly measure itself, so the run is marked saturated rather than blaming the server.
 SATURATION_LAG_P99_MS = 10.0
 
-ERROR_CLASSES = ("connect", "timeout", "http_4xx", "http_5xx", "protocol", "check_failed", "other")
+ERROR_CLASSES = (
+    "connect",
+    "timeout",
+    "http_4xx",
+    "http_5xx",
+    "protocol",
+    "stream_error",
+    "check_failed",
+    "other",
+)
 
 
 def _pct(window: Window, name: str) -> dict[str, float] | None:
@@ -37,12 +46,25 @@ def _pct(window: Window, name: str) -> dict[str, float] | None:
 
 
 def load_sections(
-    windows: Iterable[Window], target_rate: float | None, *, goodput: bool = False
+    windows: Iterable[Window],
+    target_rate: float | None,
+    *,
+    load_duration_s: float | None = None,
+    goodput: bool = False,
 ) -> dict[str, Any]:
-    """The load part of the run document, from windows outside the warm-up."""
-    measured = [w for w in windows if not w.warmup]
+    """The load part of the run document, from windows outside the warm-up.
+
+    Rates divide by the load phase after warm-up (not by the drain that waits for the
+    last in-flight requests), so one slow straggler cannot deflate throughput.
+    """
+    window_list = list(windows)
+    measured = [w for w in window_list if not w.warmup]
     total = merge_windows(measured)
-    duration = sum(w.duration_s for w in measured)
+    ends = max((w.start_s + w.duration_s for w in window_list), default=0.0)
+    load_end = min(ends, load_duration_s) if load_duration_s else ends
+    first = min((w.start_s for w in measured), default=load_end)
+    duration = max(load_end - first, 0.0)
+    drain = max(ends - load_end, 0.0)
     errors_by_class = dict.fromkeys(ERROR_CLASSES, 0)
     errors_by_class.update(total.errors_by_class)
     llm: dict[str, Any] | None = None
@@ -70,6 +92,7 @@ def load_sections(
     }
     return {
         "measured_s": round(duration, 3),
+        "drain_s": round(drain, 3),
         "requests": {
             "total": total.completed,
             "ok": total.ok,
@@ -132,10 +155,19 @@ def run_document(
         "started_at": run.started_at.isoformat(),
         "duration_s": round(run.duration_s, 3) if run.duration_s is not None else None,
     }
-    doc.update(load_sections(windows, target_rate, goodput=bool(scenario.get("goodput"))))
+    doc.update(
+        load_sections(
+            windows,
+            target_rate,
+            load_duration_s=load.get("duration_s"),
+            goodput=bool(scenario.get("goodput")),
+        )
+    )
+    extras = run.summary or {}
+    doc["requests"]["abandoned"] = int(extras.get("abandoned") or 0)
     doc["probes"] = probe_section(sample_list)
     doc["probes_unavailable"] = dict(run.probes_unavailable)
-    doc["target_events"] = [{"t_s": round(s.t_s, 3), "note": s.note} for s in sample_list if s.note]
+    doc["probe_events"] = [{"t_s": round(s.t_s, 3), "note": s.note} for s in sample_list if s.note]
     doc["findings"] = [f.to_json() for f in findings]
     doc["slo"] = list((run.summary or {}).get("slo") or [])
     doc["url"] = run.target_url

@@ -45,6 +45,14 @@ def test_port_with_no_server_fails_the_run_with_exit_4_and_stores_it(tmp_path):
         (["run", "--url", "http://127.0.0.1:1/", "--attach", "999999999"], "pid"),
         (["demo", "--fault", "disk"], "--fault"),
         (["show", "42"], "no run 42"),
+        (["show", "99999999999999999999999"], "not a run id"),
+        (["run", "--url", "http://127.0.0.1:1/", "--rate", "inf"], "--rate"),
+        (["run", "--url", "http://[::1"], "not a valid URL"),
+        (["run", "--url", "http://127.0.0.1:1/", "--probe-interval", "1ms"], "--probe-interval"),
+        (["run", "--url", "http://127.0.0.1:1/", "--json", "/no/such/dir/r.json"], "--json"),
+        (["run", "--url", "http://127.0.0.1:1/", "--db", "sqlite://"], "in-memory"),
+        (["run"], "give a scenario file or --url"),
+        (["run", "missing.toml"], "no such scenario file"),
         (["show", "latest", "--db", "sqlite:///no/such/dir/x.db"], "does not exist"),
         (
             ["run", "--url", "http://127.0.0.1:1/", "--db", "sqlite:///no/such/dir/x.db"],
@@ -74,3 +82,66 @@ def test_default_database_is_in_the_working_directory(tmp_path):
     done = perfsleuth("history", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "perfsleuth.db").exists()
+
+
+def test_scenario_file_with_load_flags_is_refused(tmp_path):
+    (tmp_path / "s.toml").write_text(
+        'name = "s"\nurl = "http://127.0.0.1:1"\n[load]\nrate = 1\nduration = "1s"\n'
+        '[[requests]]\npath = "/"\n'
+    )
+    done = perfsleuth(
+        "run", "s.toml", "--rate", "5", "--db", f"sqlite:///{tmp_path / 'r.db'}", cwd=tmp_path
+    )
+    assert done.returncode == 2
+    assert "--rate: a scenario file sets the load" in _one_clean_line(done.stderr)
+
+
+def test_a_database_from_a_newer_perfsleuth_is_refused(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "new.db"
+    assert perfsleuth("db", "upgrade", "--db", f"sqlite:///{db}", cwd=tmp_path).returncode == 0
+    con = sqlite3.connect(db)
+    con.execute("update alembic_version set version_num = '9999'")
+    con.commit()
+    con.close()
+    done = perfsleuth("history", "--db", f"sqlite:///{db}", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "newer than this perfsleuth" in _one_clean_line(done.stderr)
+
+
+def test_a_file_that_is_not_a_database_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello " * 1000)
+    done = perfsleuth("history", "--db", f"sqlite:///{tmp_path / 'notes.txt'}", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "database" in _one_clean_line(done.stderr)
+
+
+def test_sigterm_while_waiting_for_a_launched_target_leaves_nothing_behind(tmp_path):
+    import signal
+    import sys
+    import time
+
+    import psutil
+    from cli_helpers import start_perfsleuth
+
+    port = _closed_port()
+    marker = "perfsleuth-test-sleeper-7f3a"
+    proc = start_perfsleuth(
+        "run", "--url", f"http://127.0.0.1:{port}/", "--duration", "2s",
+        "--launch", f"{sys.executable} -c 'import time; time.sleep(60)' {marker}",
+        "--db", f"sqlite:///{tmp_path / 'r.db'}", cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        time.sleep(2)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    time.sleep(0.5)
+    left = [
+        p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])
+    ]
+    assert not left

@@ -2,29 +2,33 @@
 
 Routes: `/ok`; `/echo` (returns the JSON body and the request headers); `/slow?ms=N`;
 `/stall-once?after=N` (the N-th request stalls 1 s, every other answers at once);
-`/status/{code}`; `/count` (how many requests each route has served).
+`/status/{code}`; `/sse?n=N[&error=1]` (N OpenAI completion chunks, then usage and
+[DONE], or an in-band error event); `/count` (requests per route, and how many client
+ports — connections — `/sse` has seen).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 
 def _app() -> Starlette:
     seen: Counter[str] = Counter()
+    ports: set[int] = set()
 
     async def ok(_: Request) -> Response:
         seen["ok"] += 1
@@ -56,8 +60,27 @@ def _app() -> Starlette:
         seen["status"] += 1
         return PlainTextResponse("status", status_code=int(request.path_params["code"]))
 
+    async def sse(request: Request) -> Response:
+        seen["sse"] += 1
+        if request.client is not None:
+            ports.add(request.client.port)
+        n = int(request.query_params.get("n", "5"))
+        fail = request.query_params.get("error") == "1"
+
+        async def events() -> AsyncIterator[str]:
+            for i in range(n):
+                yield "data: " + json.dumps({"choices": [{"index": 0, "text": f" t{i}"}]}) + "\n\n"
+                await asyncio.sleep(0.005)
+            if fail:
+                yield 'data: {"error": {"message": "engine died", "code": 500}}\n\n'
+                return
+            yield f'data: {{"choices": [], "usage": {{"completion_tokens": {n}}}}}\n\n'
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
     async def count(_: Request) -> Response:
-        return JSONResponse(dict(seen))
+        return JSONResponse({**seen, "client_ports": len(ports)})
 
     return Starlette(
         routes=[
@@ -66,6 +89,7 @@ def _app() -> Starlette:
             Route("/slow", slow),
             Route("/stall-once", stall_once),
             Route("/status/{code:int}", status, methods=["GET", "POST"]),
+            Route("/sse", sse, methods=["GET", "POST"]),
             Route("/count", count),
         ]
     )

@@ -67,12 +67,12 @@ def measure(probe: CpuProbe, target: Target, seconds: float) -> dict[str, float]
 def test_first_sample_is_gauges_only_and_no_target_means_no_tree_metrics() -> None:
     probe = CpuProbe()
     first = probe.sample(time.monotonic(), [])
-    assert set(first) == {"cpu.procs_running", "cpu.procs_blocked"}
-    assert first["cpu.procs_running"] >= 1
+    assert set(first) == {"cpu.run_queue", "cpu.procs_blocked"}
+    assert first["cpu.run_queue"] >= 1
     time.sleep(0.1)
     second = probe.sample(time.monotonic(), [])
     assert set(second) == {
-        "cpu.procs_running",
+        "cpu.run_queue",
         "cpu.procs_blocked",
         "cpu.host_pct",
         "cpu.host_ctx_switches_per_s",

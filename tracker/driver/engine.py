@@ -71,6 +71,11 @@ class Driver:
         self.end = 0.0
         self.exhausted = False
 
+    @property
+    def inflight(self) -> set[asyncio.Task[None]]:
+        """Requests sent and not yet answered."""
+        return self._inflight
+
     async def run(self, stop: asyncio.Event, t0: float | None = None) -> DriverResult:
         """Drive the load until its duration ends or `stop` is set."""
         load = self._scenario.load

@@ -68,13 +68,20 @@ def arrivals(load: LoadSpec) -> Iterator[float]:
     return uniform_arrivals(profile)
 
 
+# When the driver is behind schedule it dispatches without sleeping; it still yields to
+# the event loop this often so responses, ticks and Ctrl-C are served.
+_YIELD_EVERY = 32
+
+
 async def run_open(load: LoadSpec, launcher: Launcher) -> None:
     """Dispatch every arrival of the schedule at its intended time."""
-    for offset in arrivals(load):
+    for i, offset in enumerate(arrivals(load)):
         intended = launcher.t0 + offset
         delay = intended - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
+        elif i % _YIELD_EVERY == 0:
+            await asyncio.sleep(0)
         now = time.monotonic()
         launcher.record_lag(intended, now)
         if launcher.dispatch(intended, now) is None and launcher.exhausted:
@@ -94,6 +101,9 @@ async def run_closed(load: LoadSpec, launcher: Launcher) -> None:
     """Keep `users_at(t)` users busy until the end; extra users retire after their iteration."""
     profile = user_profile(load)
     think = ThinkTime(*load.think_time) if load.think_time else None
+    delay = launcher.t0 - time.monotonic()
+    if delay > 0:
+        await asyncio.sleep(delay)
     active: list[_User] = []
     spawned = 0
     try:

@@ -104,12 +104,22 @@ async def execute(client: httpx.AsyncClient, wire: WireRequest, intended: float)
 async def _read_sse(response: httpx.Response, out: Outcome, keep_body: bool) -> bytes:
     chunks = out.chunk_times
     kept: list[str] = []
+    events = 0
+    done = False
     async for line in response.aiter_lines():
+        if done:
+            # Read to the end of the body so the connection goes back to the pool.
+            continue
         arrived = time.monotonic()
         if keep_body:
             kept.append(line)
         chunk = parse_data_line(line)
         if chunk is None:
+            continue
+        events += 1
+        if chunk.error is not None:
+            out.error = "stream_error"
+            done = True
             continue
         if chunk.content:
             if out.first_chunk is None:
@@ -118,8 +128,9 @@ async def _read_sse(response: httpx.Response, out: Outcome, keep_body: bool) -> 
         if chunk.completion_tokens is not None:
             out.output_tokens = chunk.completion_tokens
             out.tokens_from_usage = True
-        if chunk.done:
-            break
+        done = chunk.done
+    if events == 0:
+        out.error = "protocol"  # a stream was promised and none came
     if out.output_tokens is None:
         out.output_tokens = len(chunks)
     return "\n".join(kept).encode() if keep_body else b""

@@ -22,6 +22,7 @@ class Chunk:
     content: bool  # carries generated text (counts for TTFT / ITL)
     done: bool = False  # the `[DONE]` sentinel
     completion_tokens: int | None = None  # from a `usage` object, when the server sends one
+    error: str | None = None  # an in-band error event (vLLM / OpenAI `{"error": ...}`)
 
 
 _DONE = Chunk(content=False, done=True)
@@ -50,6 +51,11 @@ def parse_data_line(line: str) -> Chunk | None:
 
 
 def _classify_openai(obj: dict[str, Any]) -> Chunk:
+    if "error" in obj or obj.get("object") == "error":
+        detail = obj.get("error", obj.get("message"))
+        if isinstance(detail, dict):
+            detail = detail.get("message", detail)
+        return Chunk(content=False, error=str(detail)[:200])
     usage = obj.get("usage")
     tokens: int | None = None
     if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):

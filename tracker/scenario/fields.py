@@ -7,6 +7,7 @@ Used by `tracker.scenario.toml_file`.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Iterable
 from typing import Any, NoReturn
@@ -76,6 +77,7 @@ class Table:
         default: float | None = None,
         *,
         minimum: float | None = None,
+        maximum: float | None = None,
         positive: bool = False,
         required: bool = False,
     ) -> float | None:
@@ -86,6 +88,10 @@ class Table:
             return None
         if isinstance(value, bool) or not isinstance(value, int | float):
             self.fail(f"expected a number, got {value!r}", key=key)
+        if not math.isfinite(value):
+            self.fail(f"must be a finite number, got {value}", key=key)
+        if maximum is not None and value > maximum:
+            self.fail(f"must be at most {maximum:g}, got {value}", key=key)
         if positive and not value > 0:
             self.fail(f"must be greater than 0, got {value}", key=key)
         if minimum is not None and value < minimum:

@@ -22,11 +22,18 @@ from tracker.scenario.model import (
 )
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+# Far beyond what one driver can send; anything larger is a typo (or `inf`).
+MAX_RATE = 1_000_000.0
+# Faster sampling costs the target more than it tells (and the sampler cannot keep it).
+MIN_PROBE_INTERVAL_S = 0.05
 
 
 def validate_url(url: str, *, what: str = "--url") -> str:
     """Return the URL if it is an absolute http(s) URL, else raise a UsageError."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:
+        raise UsageError(f"{what}: {url!r} is not a valid URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"{what}: {url!r} is not an http(s) URL; use e.g. http://127.0.0.1:8000")
     try:
@@ -77,8 +84,10 @@ def build_scenario(
         raise UsageError("give either --rate (open model) or --users (closed model), not both")
     if rate is None and users is None:
         users = 1
-    if rate is not None and not rate > 0:
-        raise UsageError(f"--rate: must be a positive number of requests per second, got {rate}")
+    if rate is not None and not 0 < rate <= MAX_RATE:
+        raise UsageError(
+            f"--rate: must be a number of requests per second in (0, {MAX_RATE:g}], got {rate}"
+        )
     if users is not None and users < 1:
         raise UsageError(f"--users: must be at least 1, got {users}")
     if duration_s <= 0:

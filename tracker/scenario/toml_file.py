@@ -18,7 +18,7 @@ from tracker.driver.feeders import Dataset, load_dataset
 from tracker.driver.template import Template, check_variables, collect_env_values, resolve_env
 from tracker.errors import UsageError
 from tracker.scenario.fields import Table, parse_json_path
-from tracker.scenario.flags import METHODS, validate_url
+from tracker.scenario.flags import MAX_RATE, METHODS, MIN_PROBE_INTERVAL_S, validate_url
 from tracker.scenario.model import (
     Check,
     DatasetSpec,
@@ -104,8 +104,8 @@ class _Reader:
             )
         base_url = f"{parts.scheme}://{parts.netloc}"
         interval = top.duration("probe_interval", "250ms") or 0.25
-        if interval <= 0:
-            top.fail("must be longer than 0s", key="probe_interval")
+        if interval < MIN_PROBE_INTERVAL_S:
+            top.fail(f"must be at least {MIN_PROBE_INTERVAL_S * 1000:.0f}ms", key="probe_interval")
         datasets = self.datasets(top)
         requests = self.requests(top, datasets)
         load_table = top.sub("load", _LOAD)
@@ -319,7 +319,7 @@ class _Reader:
         return LoadSpec(
             model=cast(Any, model),
             duration_s=total,
-            rate=t.number("rate", positive=True),
+            rate=t.number("rate", positive=True, maximum=MAX_RATE),
             users=users,
             warmup_s=warmup,
             arrival=cast(Any, t.choice("arrival", ("constant", "poisson"), "constant")),
@@ -342,7 +342,7 @@ class _Reader:
             duration = st.duration("duration")
             if duration is None or duration <= 0:
                 st.fail('needs duration longer than 0s, e.g. {duration = "30s", target = 10}')
-            target = cast(float, st.number("target", minimum=0.0, required=True))
+            target = cast(float, st.number("target", minimum=0.0, maximum=MAX_RATE, required=True))
             out.append((duration, target))
         if t.has(key) and not out:
             t.fail("needs at least one stage", key=key)

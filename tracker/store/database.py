@@ -15,7 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, OperationalError
 
 from tracker._resources import migrations_path
 from tracker.errors import UsageError
@@ -50,7 +50,12 @@ def create_db_engine(url: str) -> Engine:
         ) from None
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
-        if database and database != ":memory:" and not database.startswith("file:"):
+        if not database or database == ":memory:":
+            raise UsageError(
+                f"--db: {url!r} is an in-memory database that keeps nothing; "
+                "give a file, e.g. sqlite:///perfsleuth.db"
+            )
+        if not database.startswith("file:"):
             directory = Path(database).expanduser().resolve().parent
             if not directory.is_dir():
                 raise UsageError(
@@ -86,13 +91,22 @@ def current_revision(engine: Engine) -> str | None:
             return MigrationContext.configure(conn).get_current_revision()
     except OperationalError as exc:
         raise UsageError(f"--db: cannot open the database: {exc.orig}") from None
+    except DatabaseError as exc:
+        raise UsageError(f"--db: not a perfsleuth database ({exc.orig})") from None
 
 
 def migrate(engine: Engine) -> None:
     """Upgrade the schema to head; a database already at head is left untouched."""
-    head = head_revision()
-    if current_revision(engine) == head:
+    script = ScriptDirectory.from_config(_alembic_config())
+    head = script.get_current_head()
+    current = current_revision(engine)
+    if current == head:
         return
+    if current is not None and current not in {rev.revision for rev in script.walk_revisions()}:
+        raise UsageError(
+            f"--db: the database is at schema revision {current}, newer than this perfsleuth "
+            f"knows (newest {head}); upgrade perfsleuth"
+        )
     config = _alembic_config()
     try:
         with engine.begin() as conn:

@@ -179,6 +179,8 @@ class Store:
             else:
                 try:
                     run_id = int(spec)
+                    if not 0 < run_id < 2**63:
+                        raise ValueError
                 except ValueError:
                     raise UsageError(
                         f"RUN: {spec!r} is not a run id; give a number or `latest`"
