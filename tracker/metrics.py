@@ -26,7 +26,17 @@ ITL = "itl"
 TPOT = "tpot"
 SCHEDULE_LAG = "schedule_lag"
 INFLIGHT_WAIT = "inflight_wait"  # open model with --max-inflight queue: waiting for a slot
-HISTOGRAM_NAMES = (LATENCY, LATENCY_UNCORRECTED, TTFT, ITL, TPOT, SCHEDULE_LAG, INFLIGHT_WAIT)
+SESSION = "session"  # a whole session, from its intended start to its last response
+HISTOGRAM_NAMES = (
+    LATENCY,
+    LATENCY_UNCORRECTED,
+    TTFT,
+    ITL,
+    TPOT,
+    SCHEDULE_LAG,
+    INFLIGHT_WAIT,
+    SESSION,
+)
 
 
 def per_request(name: str, request: str) -> str:
@@ -104,6 +114,7 @@ class Window:
     good: int = 0  # successful requests that met every goodput SLO
     errors_by_class: dict[str, int] = field(default_factory=dict)
     by_request: dict[str, dict[str, int]] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)  # e.g. sessions_ok, sessions_failed
     histograms: dict[str, Histogram] = field(default_factory=dict)
     warmup: bool = False
 
@@ -116,6 +127,9 @@ class Window:
     def add_error(self, error_class: str) -> None:
         self.errors += 1
         self.errors_by_class[error_class] = self.errors_by_class.get(error_class, 0) + 1
+
+    def bump(self, counter: str, n: int = 1) -> None:
+        self.counters[counter] = self.counters.get(counter, 0) + n
 
     def count_request(self, request: str, *, ok: bool) -> None:
         """Per-name counts, kept when a scenario has several named requests."""
@@ -144,6 +158,8 @@ def merge_windows(windows: Iterable[Window]) -> Window:
         total.dropped += w.dropped
         total.output_tokens += w.output_tokens
         total.good += w.good
+        for counter, n in w.counters.items():
+            total.bump(counter, n)
         for request, counts in w.by_request.items():
             mine = total.by_request.setdefault(request, {"ok": 0, "errors": 0})
             for key, n in counts.items():

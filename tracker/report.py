@@ -55,11 +55,21 @@ def render_run(doc: dict[str, Any]) -> str:
         lines.append(
             _pct_row(f"  {name} ({stats['ok']} ok, {stats['errors']} err)", stats.get("latency_ms"))
         )
+    sessions = doc.get("sessions")
+    if sessions:
+        lines.append(
+            _pct_row(
+                f"sessions ({sessions['ok']} ok, {sessions['failed']} failed)",
+                sessions.get("duration_ms"),
+            )
+        )
     llm = doc.get("llm")
     if llm:
         lines.append(_pct_row("TTFT", llm.get("ttft_ms")))
         lines.append(_pct_row("ITL", llm.get("itl_ms")))
         lines.append(_pct_row("TPOT", llm.get("tpot_ms")))
+        for turn, pct in (llm.get("ttft_by_turn_ms") or {}).items():
+            lines.append(_pct_row(f"  TTFT turn {turn}", pct))
         goodput = llm.get("goodput_rps")
         lines.append(
             f"  output tokens {llm['output_tokens']}  ({llm['output_tokens_per_s']:.1f} tokens/s)"

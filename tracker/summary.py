@@ -16,6 +16,7 @@ from tracker.metrics import (
     LATENCY,
     LATENCY_UNCORRECTED,
     SCHEDULE_LAG,
+    SESSION,
     TPOT,
     TTFT,
     Window,
@@ -36,6 +37,8 @@ ERROR_CLASSES = (
     "protocol",
     "stream_error",
     "check_failed",
+    "extract_failed",
+    "template",
     "other",
 )
 
@@ -77,6 +80,13 @@ def load_sections(
             "output_tokens_per_s": round(total.output_tokens / duration, 3) if duration else 0.0,
             "goodput_rps": None,
         }
+    turns = sorted(
+        int(name.split("|turn", 1)[1])
+        for name in total.histograms
+        if name.startswith(f"{TTFT}|turn")
+    )
+    if llm is not None and turns:
+        llm["ttft_by_turn_ms"] = {str(t): _pct(total, per_request(TTFT, f"turn{t}")) for t in turns}
     if llm is not None and goodput:
         llm["goodput_rps"] = round(total.good / duration, 3) if duration else 0.0
     lag = _pct(total, SCHEDULE_LAG)
@@ -102,6 +112,7 @@ def load_sections(
             "dropped": total.dropped,
         },
         "requests_by_name": by_name or None,
+        "sessions": _sessions(total),
         "target_rate_rps": target_rate,
         "throughput_rps": round(total.ok / duration, 3) if duration else 0.0,
         "latency_ms": _pct(total, LATENCY),
@@ -113,6 +124,14 @@ def load_sections(
             "saturated": bool(lag and lag["p99"] > SATURATION_LAG_P99_MS),
         },
     }
+
+
+def _sessions(total: Window) -> dict[str, Any] | None:
+    ok = total.counters.get("sessions_ok", 0)
+    failed = total.counters.get("sessions_failed", 0)
+    if not ok and not failed:
+        return None
+    return {"ok": ok, "failed": failed, "duration_ms": _pct(total, SESSION)}
 
 
 def probe_section(samples: Iterable[SampleRecord]) -> dict[str, dict[str, Any]]:

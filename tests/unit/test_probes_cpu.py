@@ -84,8 +84,16 @@ def test_first_sample_is_gauges_only_and_no_target_means_no_tree_metrics() -> No
 def test_busy_single_thread_is_one_core(spawn: Spawn) -> None:
     target = Target.from_pid(spawn(HOG).pid)
     probe = CpuProbe()
-    metrics = measure(probe, target, 1.0)
-    assert 75 <= metrics["cpu.process_pct"] <= 115, metrics
+    proc = target.processes()[0]
+    probe.sample(time.monotonic(), target.processes())
+    before, wall = sum(proc.cpu_times()[:2]), time.monotonic()
+    time.sleep(1.0)
+    metrics = probe.sample(time.monotonic(), target.processes())
+    used = (sum(proc.cpu_times()[:2]) - before) / (time.monotonic() - wall) * 100
+    # A busy thread takes at most one core; on a shared machine it may get less, so
+    # the probe is checked against the CPU time the kernel charged it meanwhile.
+    assert 30 <= metrics["cpu.process_pct"] <= 115, metrics
+    assert abs(metrics["cpu.process_pct"] - used) <= 15, (metrics, used)
     assert metrics["cpu.threads"] == 1
     assert metrics["cpu.host_pct"] >= 100 / (os.cpu_count() or 1) * 0.7
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import math
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,12 +22,14 @@ import httpx
 from tracker.driver.loads import run_closed, run_open
 from tracker.driver.prepared import RenderError, RequestMix, WireRequest
 from tracker.driver.request import Outcome, execute
+from tracker.driver.session import run_session
 from tracker.metrics import (
     INFLIGHT_WAIT,
     ITL,
     LATENCY,
     LATENCY_UNCORRECTED,
     SCHEDULE_LAG,
+    SESSION,
     TPOT,
     TTFT,
     Window,
@@ -67,6 +70,8 @@ class Driver:
         self._drop = scenario.load.on_full == "drop"
         self._slots = asyncio.Semaphore(cap) if cap is not None and not self._drop else None
         self._client: httpx.AsyncClient | None = None
+        self._session = scenario.session
+        self._session_rng = random.Random(scenario.load.seed)
         self.t0 = 0.0
         self.end = 0.0
         self.exhausted = False
@@ -128,6 +133,14 @@ class Driver:
         if self._drop and self._cap is not None and len(self._inflight) >= self._cap:
             self._window_at(now).dropped += 1
             return None
+        if self._session is not None:
+            if self.exhausted:
+                return None
+            rng = random.Random(self._session_rng.random())
+            task = asyncio.create_task(run_session(self, self._session, self._mix, intended, rng))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+            return task
         try:
             wire = self._mix.next_wire()
         except RenderError:
@@ -146,15 +159,37 @@ class Driver:
         return task
 
     async def _one(self, wire: WireRequest, intended: float, dispatched: float) -> None:
+        outcome, waited_ms = await self.send(wire, intended, capture=False)
+        self.record(outcome, waited_ms, None)
+
+    # -- the SessionHost interface used by sessions -------------------------------------
+
+    async def send(
+        self, wire: WireRequest, intended: float, *, capture: bool
+    ) -> tuple[Outcome, float | None]:
         assert self._client is not None
         if self._slots is None:
-            outcome = await execute(self._client, wire, intended)
-            self._record(outcome, None)
-            return
+            return await execute(self._client, wire, intended, capture=capture), None
+        asked = time.monotonic()
         async with self._slots:
-            waited_ms = (time.monotonic() - dispatched) * 1000.0
-            outcome = await execute(self._client, wire, intended)
-            self._record(outcome, waited_ms)
+            waited_ms = (time.monotonic() - asked) * 1000.0
+            return await execute(self._client, wire, intended, capture=capture), waited_ms
+
+    def note_sent(self, now: float) -> None:
+        self._window_at(now).sent += 1
+
+    def note_error(self, now: float, error_class: str) -> None:
+        window = self._window_at(now)
+        window.sent += 1
+        window.completed += 1
+        window.add_error(error_class)
+
+    def session_done(self, ok: bool, intended: float) -> None:
+        now = time.monotonic()
+        window = self._window_at(now)
+        window.bump("sessions_ok" if ok else "sessions_failed")
+        if ok:
+            window.hist(SESSION).record_ms((now - intended) * 1000.0)
 
     # -- windows -----------------------------------------------------------------------
 
@@ -170,7 +205,7 @@ class Driver:
             self._windows[index] = window
         return window
 
-    def _record(self, out: Outcome, waited_ms: float | None) -> None:
+    def record(self, out: Outcome, waited_ms: float | None, turn: int | None) -> None:
         window = self._window_at(out.ended)
         window.completed += 1
         if waited_ms is not None:
@@ -194,6 +229,8 @@ class Driver:
         if out.first_chunk is not None:
             ttft_ms = (out.first_chunk - out.sent) * 1000.0
             window.hist(TTFT).record_ms(ttft_ms)
+            if turn is not None:
+                window.hist(per_request(TTFT, f"turn{turn}")).record_ms(ttft_ms)
             if self._per_name:
                 window.hist(per_request(TTFT, out.name)).record_ms(ttft_ms)
             itl = window.hist(ITL)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,8 +54,8 @@ class PreparedRequest:
             else None
         )
 
-    def render(self) -> WireRequest:
-        """This send's request.
+    def render(self, extra: Mapping[str, object] | None = None) -> WireRequest:
+        """This send's request; `extra` holds values extracted by earlier session steps.
 
         Raises:
             FeederExhausted: a `unique` dataset has no rows left.
@@ -62,7 +63,9 @@ class PreparedRequest:
         """
         if self._static_wire is not None:
             return self._static_wire
-        row = self.feeder.next_row() if self.feeder is not None else {}
+        row: Mapping[str, object] = self.feeder.next_row() if self.feeder is not None else {}
+        if extra:
+            row = {**row, **extra}
         try:
             return WireRequest(
                 self.spec,
@@ -91,6 +94,7 @@ class RequestMix:
         self._rng = random.Random(scenario.load.seed)
         self._cumulative = list(itertools.accumulate(r.spec.weight for r in self.requests))
         self._single = self.requests[0] if len(self.requests) == 1 else None
+        self.by_name = {r.spec.name: r for r in self.requests}
 
     @property
     def names(self) -> list[str]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from tracker.driver.checks import failed_check, needs_body
+from tracker.driver.extract import chunk_text, reply_text
 from tracker.driver.prepared import WireRequest
 from tracker.driver.sse import ProtocolError, completion_tokens_of, parse_data_line
 
@@ -33,6 +34,10 @@ class Outcome:
     chunk_times: list[float] = field(default_factory=list)
     output_tokens: int | None = None
     tokens_from_usage: bool = False
+    # Kept only when asked (`capture`): for extraction and chat history.
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    text: str = ""
 
     @property
     def ok(self) -> bool:
@@ -60,12 +65,18 @@ def _status_error(status: int) -> str | None:
     return None
 
 
-async def execute(client: httpx.AsyncClient, wire: WireRequest, intended: float) -> Outcome:
-    """Send `wire` now; `intended` is when the schedule wanted it sent."""
+async def execute(
+    client: httpx.AsyncClient, wire: WireRequest, intended: float, *, capture: bool = False
+) -> Outcome:
+    """Send `wire` now; `intended` is when the schedule wanted it sent.
+
+    With `capture`, the outcome also keeps the body, the headers and the reply text
+    (session steps extract values from them and carry the chat history forward).
+    """
     spec = wire.spec
     checks = spec.checks
     explicit_status = any(c.status for c in checks)
-    keep_body = needs_body(checks)
+    keep_body = capture or needs_body(checks)
     out = Outcome(intended=intended, sent=time.monotonic(), name=spec.name)
     try:
         # httpx's timeout bounds each wait (connect, each read); the deadline bounds the
@@ -93,6 +104,10 @@ async def execute(client: httpx.AsyncClient, wire: WireRequest, intended: float)
                     _read_json_tokens(response, body, out)
             if out.error is None and checks and failed_check(checks, status, body) is not None:
                 out.error = "check_failed"
+            if capture:
+                out.body = body
+                out.headers = dict(response.headers)
+                out.text = _reply(body, streamed=spec.stream == "sse")
     except TimeoutError:
         out.error = "timeout"
     except Exception as exc:  # noqa: BLE001 - every failure is classified, none escapes
@@ -134,6 +149,23 @@ async def _read_sse(response: httpx.Response, out: Outcome, keep_body: bool) -> 
     if out.output_tokens is None:
         out.output_tokens = len(chunks)
     return "\n".join(kept).encode() if keep_body else b""
+
+
+def _reply(body: bytes, *, streamed: bool) -> str:
+    """The assistant's reply, read after the response so it costs the timings nothing."""
+    if not streamed:
+        try:
+            return reply_text(json.loads(body))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return ""
+    parts: list[str] = []
+    for line in body.decode("utf-8", "replace").split("\n"):
+        if line.startswith("data:") and line[5:].strip().startswith("{"):
+            try:
+                parts.append(chunk_text(json.loads(line[5:])))
+            except json.JSONDecodeError:
+                continue
+    return "".join(parts)
 
 
 def _read_json_tokens(response: httpx.Response, body: bytes, out: Outcome) -> None:

@@ -4,10 +4,13 @@ from tracker.scenario.flags import build_scenario, validate_url
 from tracker.scenario.model import (
     Check,
     DatasetSpec,
+    Extraction,
     GoodputSpec,
     LoadSpec,
     RequestSpec,
     Scenario,
+    SessionSpec,
+    SessionStep,
     TargetSpec,
     Threshold,
 )
@@ -15,10 +18,13 @@ from tracker.scenario.model import (
 __all__ = [
     "Check",
     "DatasetSpec",
+    "Extraction",
     "GoodputSpec",
     "LoadSpec",
     "RequestSpec",
     "Scenario",
+    "SessionSpec",
+    "SessionStep",
     "TargetSpec",
     "Threshold",
     "build_scenario",

@@ -160,6 +160,38 @@ class GoodputSpec:
 
 
 @dataclass(frozen=True)
+class Extraction:
+    """A value taken from a response for later steps: `{{ name }}` in their templates."""
+
+    name: str
+    kind: Literal["json", "header", "regex"]
+    path: JsonPath = ()  # json
+    source: str = ""  # the JSON path, header name or pattern as written
+
+
+@dataclass(frozen=True)
+class SessionStep:
+    """One step of a session: a named request, what to extract, and a pause after it."""
+
+    request: str
+    extract: tuple[Extraction, ...] = ()
+    pause: tuple[float, float] | None = None  # seconds, [min, max]
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    """A multi-turn session: every arrival (open) or iteration (closed) runs all steps.
+
+    With `chat_history`, each chat step's `messages` are appended to the conversation so
+    far (earlier user turns and the assistant's replies), as a stateful chat client does,
+    so server-side context / KV-cache reuse is exercised.
+    """
+
+    steps: tuple[SessionStep, ...]
+    chat_history: bool = True
+
+
+@dataclass(frozen=True)
 class TargetSpec:
     """Which server process the probes watch; at most one field is set."""
 
@@ -181,6 +213,7 @@ class Scenario:
     datasets: tuple[DatasetSpec, ...] = ()
     thresholds: tuple[Threshold, ...] = ()
     goodput: GoodputSpec | None = None
+    session: SessionSpec | None = None
     secrets: tuple[str, ...] = field(default=(), repr=False)  # values read from env vars
     source: str | None = None  # the scenario file, when there is one
 
@@ -222,6 +255,7 @@ class Scenario:
                 for r in self.requests
             ],
             "load": asdict(self.load),
+            "session": asdict(self.session) if self.session is not None else None,
         }
         text = json.dumps(redact_json(key, self.secrets), sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:16]

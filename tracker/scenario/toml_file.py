@@ -6,6 +6,7 @@ Every error names the file, the key and the fix; unknown keys get the closest kn
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
@@ -22,16 +23,19 @@ from tracker.scenario.flags import MAX_RATE, METHODS, MIN_PROBE_INTERVAL_S, vali
 from tracker.scenario.model import (
     Check,
     DatasetSpec,
+    Extraction,
     GoodputSpec,
     LoadSpec,
     RequestSpec,
     Scenario,
+    SessionSpec,
+    SessionStep,
     TargetSpec,
     Threshold,
 )
 
 _TOP = ("name", "description", "url", "probe_interval", "target", "load", "defaults",
-        "requests", "datasets", "slo", "goodput")  # fmt: skip
+        "requests", "datasets", "slo", "goodput", "session")  # fmt: skip
 _LOAD = ("model", "duration", "warmup", "rate", "arrival", "seed", "start_rate", "stages",
          "throttle", "max_inflight", "on_full", "users", "start_users", "user_stages",
          "think_time", "pacing")  # fmt: skip
@@ -107,7 +111,9 @@ class _Reader:
         if interval < MIN_PROBE_INTERVAL_S:
             top.fail(f"must be at least {MIN_PROBE_INTERVAL_S * 1000:.0f}ms", key="probe_interval")
         datasets = self.datasets(top)
-        requests = self.requests(top, datasets)
+        requests = self.requests(top)
+        session = self.session(top, requests)
+        self.check_templates(requests, datasets, session)
         load_table = top.sub("load", _LOAD)
         if load_table is None:
             top.fail("a [load] table is required (rate or users, and duration)")
@@ -124,6 +130,7 @@ class _Reader:
             datasets=tuple(spec for spec, _ in datasets.values()),
             thresholds=thresholds,
             goodput=goodput,
+            session=session,
             secrets=tuple(sorted(self.secrets, key=len, reverse=True)),
             source=self.source,
         )
@@ -147,9 +154,7 @@ class _Reader:
             out[ds_name] = (spec, dataset)
         return out
 
-    def requests(
-        self, top: Table, datasets: dict[str, tuple[DatasetSpec, Dataset]]
-    ) -> tuple[RequestSpec, ...]:
+    def requests(self, top: Table) -> tuple[RequestSpec, ...]:
         defaults = top.sub("defaults", _DEFAULTS) or Table(
             {}, "defaults", _DEFAULTS, source=self.source
         )
@@ -190,13 +195,6 @@ class _Reader:
                 req.fail("must be longer than 0s", key="timeout")
             stream = req.choice("stream", ("sse", "none"), default_stream)
             dataset = req.string("dataset")
-            if dataset is not None and dataset not in datasets:
-                known = ", ".join(sorted(datasets)) or "none defined"
-                req.fail(f"no dataset named {dataset!r} (datasets: {known})", key="dataset")
-            feeding = datasets[dataset][1] if dataset is not None else None
-            for part, value in (("json", body), ("body", raw_body), ("path", path)):
-                template = Template.compile(value, where=f"{self.source}: {where}.{part}")
-                check_variables(template, where=f"{self.source}: {where}.{part}", dataset=feeding)
             weight = req.number("weight", 1.0, positive=True) or 1.0
             specs.append(
                 RequestSpec(
@@ -214,6 +212,93 @@ class _Reader:
                 )
             )
         return tuple(specs)
+
+    def check_templates(
+        self,
+        requests: tuple[RequestSpec, ...],
+        datasets: dict[str, tuple[DatasetSpec, Dataset]],
+        session: SessionSpec | None,
+    ) -> None:
+        """Every {{ name }} must come from the request's dataset or an earlier extraction."""
+        by_name = {r.name: r for r in requests}
+        plan: list[tuple[RequestSpec, set[str], str]] = []
+        if session is None:
+            plan = [(r, set(), f"requests.{r.name}") for r in requests]
+        else:
+            extracted: set[str] = set()
+            for i, step in enumerate(session.steps):
+                plan.append((by_name[step.request], set(extracted), f"session.steps[{i}]"))
+                extracted.update(x.name for x in step.extract)
+        for req, extracted_names, where in plan:
+            if req.dataset is not None and req.dataset not in datasets:
+                known = ", ".join(sorted(datasets)) or "none defined"
+                raise UsageError(
+                    f"{self.source}: requests.{req.name}.dataset: no dataset named "
+                    f"{req.dataset!r} (datasets: {known})"
+                )
+            feeding = datasets[req.dataset][1] if req.dataset is not None else None
+            for part, value in (("json", req.body), ("body", req.raw_body), ("path", req.path)):
+                label = f"{self.source}: {where} (requests.{req.name}.{part})"
+                template = Template.compile(value, where=label)
+                check_variables(template, where=label, dataset=feeding, extracted=extracted_names)
+
+    def session(self, top: Table, requests: tuple[RequestSpec, ...]) -> SessionSpec | None:
+        table = top.sub("session", ("steps", "chat_history"))
+        if table is None:
+            return None
+        names = [r.name for r in requests]
+        steps: list[SessionStep] = []
+        for i, item in enumerate(table.table_list("steps")):
+            st = Table(
+                item, f"session.steps[{i}]", ("request", "extract", "pause"), source=self.source
+            )
+            request = cast(str, st.string("request", required=True))
+            if request not in names:
+                close = difflib.get_close_matches(request, names, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else "requests: " + ", ".join(names)
+                st.fail(f"no request named {request!r}; {hint}", key="request")
+            pause = self.think_time(st, "pause")
+            steps.append(SessionStep(request, self.extractions(st), pause))
+        if not steps:
+            table.fail("needs at least one [[session.steps]] table", key="steps")
+        chat = table.raw("chat_history", True)
+        if not isinstance(chat, bool):
+            table.fail("expected true or false", key="chat_history")
+        return SessionSpec(tuple(steps), chat_history=chat)
+
+    def extractions(self, st: Table) -> tuple[Extraction, ...]:
+        raw = st.raw("extract", {})
+        if not isinstance(raw, dict):
+            st.fail('expected a table, e.g. {task_id = {json = "task_id"}}', key="extract")
+        out: list[Extraction] = []
+        for name, spec in raw.items():
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                st.fail(
+                    f"{name!r} is not a valid variable name (letters, digits, _)", key="extract"
+                )
+            ex = Table(
+                spec, f"{st.where}.extract.{name}", ("json", "header", "regex"), source=self.source
+            )
+            given = [k for k in ("json", "header", "regex") if ex.has(k)]
+            if len(given) != 1:
+                ex.fail("give exactly one of json, header or regex")
+            kind = given[0]
+            source = cast(str, ex.string(kind, required=True))
+            path: tuple[str | int, ...] = ()
+            if kind == "json":
+                try:
+                    path = parse_json_path(source)
+                except ValueError as exc:
+                    ex.fail(str(exc), key="json")
+            elif kind == "regex":
+                try:
+                    compiled = re.compile(source)
+                except re.error as exc:
+                    ex.fail(f"not a valid regular expression: {exc}", key="regex")
+                if compiled.groups > 1:
+                    ex.fail("use at most one capturing group (its match is the value)", key="regex")
+            out.append(Extraction(name, cast(Any, kind), path, source))
+        return tuple(out)
 
     def headers(self, table: Table) -> dict[str, str]:
         raw = table.raw("headers", {})
@@ -372,18 +457,18 @@ class _Reader:
             t.fail("needs at least one step", key="throttle")
         return tuple(out)
 
-    def think_time(self, t: Table) -> tuple[float, float] | None:
-        raw = t.raw("think_time")
+    def think_time(self, t: Table, key: str = "think_time") -> tuple[float, float] | None:
+        raw = t.raw(key)
         if raw is None:
             return None
         if isinstance(raw, list):
             if len(raw) != 2:
-                t.fail('expected a duration or [min, max], e.g. ["500ms", "2s"]', key="think_time")
-            low, high = (t.to_duration(v, "think_time") for v in raw)
+                t.fail('expected a duration or [min, max], e.g. ["500ms", "2s"]', key=key)
+            low, high = (t.to_duration(v, key) for v in raw)
             if low > high:
-                t.fail("min must not exceed max", key="think_time")
+                t.fail("min must not exceed max", key=key)
             return (low, high)
-        value = t.to_duration(raw, "think_time")
+        value = t.to_duration(raw, key)
         return (value, value)
 
     # -- judging and target ------------------------------------------------------------

@@ -56,6 +56,7 @@ class WindowModel(Base):
     good: Mapped[int] = mapped_column(Integer, server_default="0")
     errors_by_class: Mapped[dict[str, int]] = mapped_column(JSON)
     by_request: Mapped[dict[str, dict[str, int]] | None] = mapped_column(JSON)
+    counters: Mapped[dict[str, int] | None] = mapped_column(JSON)
     # Quick columns for history queries; exact values come from the histograms.
     latency_p50_ms: Mapped[float | None] = mapped_column(Float)
     latency_p99_ms: Mapped[float | None] = mapped_column(Float)

@@ -106,6 +106,7 @@ class Store:
                     "good": w.good,
                     "errors_by_class": w.errors_by_class,
                     "by_request": w.by_request or None,
+                    "counters": w.counters or None,
                     "latency_p50_ms": latency.percentile_ms(50)
                     if latency and latency.count
                     else None,
@@ -282,6 +283,7 @@ def _window(m: WindowModel) -> Window:
         good=m.good,
         errors_by_class=dict(m.errors_by_class),
         by_request={k: dict(v) for k, v in (m.by_request or {}).items()},
+        counters=dict(m.counters or {}),
         histograms={name: Histogram.decode(text) for name, text in m.histograms.items()},
         warmup=m.warmup,
     )

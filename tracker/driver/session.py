@@ -1,0 +1,109 @@
+"""Multi-turn sessions: run a scenario's steps in order, carrying values and chat history.
+
+Used by `tracker.driver.engine.Driver` for scenarios with a `[session]`: each open-model
+arrival (or closed-model iteration) runs one session. Step 1 is intended at the arrival;
+each later step is intended when the previous one ended plus its pause. Values extracted
+from a response fill `{{ name }}` in later steps; with chat history, each chat step's
+`messages` follow the conversation so far (user turns and the assistant's replies).
+A failed step ends its session; a session running when the load ends is finished (the
+driver's drain waits for it, bounded by the request timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import replace
+from typing import Any, Protocol
+
+from tracker.driver.extract import extract
+from tracker.driver.feeders import FeederExhausted
+from tracker.driver.prepared import RenderError, RequestMix, WireRequest
+from tracker.driver.request import Outcome
+from tracker.scenario import SessionSpec
+
+
+class SessionHost(Protocol):
+    """What a session needs from the driver."""
+
+    end: float
+    exhausted: bool
+
+    async def send(
+        self, wire: WireRequest, intended: float, *, capture: bool
+    ) -> tuple[Outcome, float | None]:
+        """Send (waiting for an in-flight slot if capped): the outcome and the wait in ms."""
+
+    def record(self, out: Outcome, waited_ms: float | None, turn: int | None) -> None:
+        """Count a finished request in its window."""
+
+    def note_sent(self, now: float) -> None:
+        """Count a request as sent now."""
+
+    def note_error(self, now: float, error_class: str) -> None:
+        """Count a request that failed before it could be sent."""
+
+    def session_done(self, ok: bool, intended: float) -> None:
+        """Count a finished session and its duration from its intended start."""
+
+
+def _with_history(
+    wire: WireRequest, history: list[dict[str, Any]]
+) -> tuple[WireRequest, list[Any]]:
+    """The request with the conversation so far in front of this step's messages."""
+    body = wire.json
+    if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+        return wire, []
+    step_messages = list(body["messages"])
+    if not history:
+        return wire, step_messages
+    return replace(wire, json={**body, "messages": [*history, *step_messages]}), step_messages
+
+
+async def run_session(
+    host: SessionHost, spec: SessionSpec, mix: RequestMix, intended: float, rng: random.Random
+) -> None:
+    """Run every step of one session; stops at the first failed step."""
+    variables: dict[str, Any] = {}
+    history: list[dict[str, Any]] = []
+    planned = intended
+    for turn, step in enumerate(spec.steps, start=1):
+        now = time.monotonic()
+        prepared = mix.by_name[step.request]
+        try:
+            wire = prepared.render(variables)
+        except FeederExhausted:
+            prepared.exhausted = True
+            host.exhausted = all(r.exhausted for r in mix.by_name.values() if r.feeder)
+            return
+        except RenderError:
+            host.note_error(now, "template")
+            host.session_done(False, intended)
+            return
+        step_messages: list[Any] = []
+        if spec.chat_history:
+            wire, step_messages = _with_history(wire, history)
+        host.note_sent(now)
+        out, waited = await host.send(wire, planned, capture=True)
+        if out.error is None:
+            for x in step.extract:
+                value = extract(x, out.headers, out.body)
+                if value is None:
+                    out.error = "extract_failed"
+                    break
+                variables[x.name] = value
+        host.record(out, waited, turn)
+        if out.error is not None:
+            host.session_done(False, intended)
+            return
+        if step_messages:
+            history.extend(step_messages)
+            history.append({"role": "assistant", "content": out.text})
+        planned = time.monotonic()
+        if step.pause is not None and turn < len(spec.steps):
+            pause = rng.uniform(*step.pause)
+            if pause > 0:
+                await asyncio.sleep(pause)
+            planned = time.monotonic()
+    host.session_done(True, intended)
