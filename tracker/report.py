@@ -43,6 +43,11 @@ def render_run(doc: dict[str, Any]) -> str:
         f"  requests {req['total']}  ok {req['ok']}  errors {req['errors']}"
         f" ({req['error_rate'] * 100:.1f}%)  throughput {doc['throughput_rps']:.2f} req/s"
         + (f" (target {rate:g})" if rate else "")
+        + (
+            f" ({doc['target_session_rate_per_s']:g} sessions/s)"
+            if doc.get("target_session_rate_per_s")
+            else ""
+        )
     )
     errors = {k: v for k, v in req["errors_by_class"].items() if v}
     if errors:

@@ -164,7 +164,10 @@ def run_document(
     scenario = run.scenario_json
     load = scenario.get("load", {}) if isinstance(scenario, dict) else {}
     stepped = bool(load.get("stages") or load.get("throttle"))
-    target_rate = load.get("rate") if load.get("model") == "open" and not stepped else None
+    constant_open = load.get("model") == "open" and not stepped
+    sessions = bool(scenario.get("session"))
+    # With sessions the rate is of sessions, not requests: reported apart.
+    target_rate = load.get("rate") if constant_open and not sessions else None
     sample_list = list(samples)
     doc: dict[str, Any] = {
         "run_id": run.id,
@@ -182,6 +185,7 @@ def run_document(
             goodput=bool(scenario.get("goodput")),
         )
     )
+    doc["target_session_rate_per_s"] = load.get("rate") if constant_open and sessions else None
     extras = run.summary or {}
     doc["requests"]["abandoned"] = int(extras.get("abandoned") or 0)
     doc["probes"] = probe_section(sample_list)
