@@ -93,6 +93,9 @@ def cli() -> None:
     show_default=True,
     help="At the cap: wait for a slot (latency still from the intended time) or drop.",
 )
+@click.option(
+    "--workers", type=int, default=1, show_default=True, help="Driver processes sharing the load."
+)
 @click.option("--path", default=None, help="Request path (overrides the URL's path).")
 @click.option("--method", default=None, help="HTTP method (default GET, or POST with --body).")
 @click.option("--body", default=None, metavar="JSON", help="JSON request body.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
@@ -141,6 +142,54 @@ class Window:
     def encoded_histograms(self) -> dict[str, str]:
         return {name: h.encode() for name, h in self.histograms.items() if h.count}
 
+    def absorb(self, w: Window) -> None:
+        """Add `w`'s counts and histograms to this window (exact); durations are left alone."""
+        self.sent += w.sent
+        self.completed += w.completed
+        self.ok += w.ok
+        self.errors += w.errors
+        self.dropped += w.dropped
+        self.output_tokens += w.output_tokens
+        self.good += w.good
+        for counter, n in w.counters.items():
+            self.bump(counter, n)
+        for request, counts in w.by_request.items():
+            mine = self.by_request.setdefault(request, {"ok": 0, "errors": 0})
+            for key, n in counts.items():
+                mine[key] = mine.get(key, 0) + n
+        for cls, n in w.errors_by_class.items():
+            self.errors_by_class[cls] = self.errors_by_class.get(cls, 0) + n
+        for name, h in w.histograms.items():
+            self.hist(name).merge(h)
+
+    def to_wire(self) -> dict[str, Any]:
+        """A picklable, compact form (histograms encoded) for crossing processes."""
+        return {
+            "index": self.index,
+            "start_s": self.start_s,
+            "duration_s": self.duration_s,
+            "sent": self.sent,
+            "completed": self.completed,
+            "ok": self.ok,
+            "errors": self.errors,
+            "dropped": self.dropped,
+            "output_tokens": self.output_tokens,
+            "good": self.good,
+            "errors_by_class": self.errors_by_class,
+            "by_request": self.by_request,
+            "counters": self.counters,
+            "histograms": self.encoded_histograms(),
+            "warmup": self.warmup,
+        }
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> Window:
+        fields = dict(data)
+        encoded: dict[str, str] = fields.pop("histograms")
+        window = cls(**fields)
+        window.histograms = {name: Histogram.decode(text) for name, text in encoded.items()}
+        return window
+
 
 def merge_windows(windows: Iterable[Window]) -> Window:
     """One window holding the sum of `windows` (histograms merged exactly)."""
@@ -151,21 +200,5 @@ def merge_windows(windows: Iterable[Window]) -> Window:
             total.start_s = w.start_s
             first = False
         total.duration_s = max(total.duration_s, w.start_s + w.duration_s - total.start_s)
-        total.sent += w.sent
-        total.completed += w.completed
-        total.ok += w.ok
-        total.errors += w.errors
-        total.dropped += w.dropped
-        total.output_tokens += w.output_tokens
-        total.good += w.good
-        for counter, n in w.counters.items():
-            total.bump(counter, n)
-        for request, counts in w.by_request.items():
-            mine = total.by_request.setdefault(request, {"ok": 0, "errors": 0})
-            for key, n in counts.items():
-                mine[key] = mine.get(key, 0) + n
-        for cls, n in w.errors_by_class.items():
-            total.errors_by_class[cls] = total.errors_by_class.get(cls, 0) + n
-        for name, h in w.histograms.items():
-            total.hist(name).merge(h)
+        total.absorb(w)
     return total

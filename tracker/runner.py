@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from probes import ProbeSample, Sampler, Target
 from tracker.driver.engine import Driver, DriverResult
+from tracker.driver.workers import WorkerPool
 from tracker.environment import fingerprint
 from tracker.errors import RunFailedError
 from tracker.metrics import Window
@@ -129,8 +130,13 @@ def execute_run(
     status = "failed"
     error: str | None = None
     abandoned = 0
+    pool: WorkerPool | None = None
     try:
         check_reachable(scenario.base_url)
+        if scenario.load.workers > 1:
+            pool = WorkerPool(scenario, scenario.load.workers)
+            pool.start()
+            t0 = time.monotonic() + _LOAD_LEAD_S
         writer = StoreWriter(store, run_id)
         sink = writer
 
@@ -148,8 +154,24 @@ def execute_run(
         sampler = Sampler(target, interval_s=scenario.probe_interval_s, on_sample=on_sample)
         sampler.start()
         t0 = max(t0, time.monotonic())
-        driver = Driver(scenario, on_window)
-        ended = asyncio.run(_drive(driver, t0, actions, events, progress))
+        in_flight: Callable[[], int]
+        if pool is not None:
+            workers = pool
+
+            async def load(stop: asyncio.Event) -> DriverResult:
+                return await workers.run(t0, on_window, stop)
+
+            in_flight = _unknown
+        else:
+            driver = Driver(scenario, on_window)
+
+            async def load(stop: asyncio.Event) -> DriverResult:
+                return await driver.run(stop, t0=t0)
+
+            def in_flight() -> int:
+                return len(driver.inflight)
+
+        ended = asyncio.run(_drive(load, in_flight, t0, actions, events, progress))
         abandoned = ended.abandoned
         status = "interrupted" if ended.interrupted else "completed"
         for name in ended.exhausted:
@@ -166,6 +188,8 @@ def execute_run(
         error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
+        if pool is not None:
+            pool.close()
         if sampler is not None:
             sampler.stop()
         if writer is not None:
@@ -196,8 +220,13 @@ def execute_run(
     return RunResult(run_id, status, document, events, slo)
 
 
+def _unknown() -> int:
+    return 0
+
+
 async def _drive(
-    driver: Driver,
+    load: Callable[[asyncio.Event], Awaitable[DriverResult]],
+    in_flight: Callable[[], int],
     t0: float,
     actions: Sequence[TimedAction],
     events: list[tuple[float, str]],
@@ -234,10 +263,10 @@ async def _drive(
 
     side_tasks = [asyncio.create_task(fire(a)) for a in actions]
     try:
-        result = await driver.run(stop, t0=t0)
+        result = await load(stop)
     except asyncio.CancelledError:
-        now = time.monotonic()
-        return DriverResult(t0, now, True, len(driver.inflight), ())
+        # A second Ctrl-C: what was in flight is abandoned.
+        return DriverResult(t0, time.monotonic(), True, in_flight(), ())
     finally:
         for task in side_tasks:
             task.cancel()

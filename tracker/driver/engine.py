@@ -60,6 +60,7 @@ class Driver:
         self._scenario = scenario
         self._on_window = on_window
         self._mix = RequestMix(scenario, shard=shard)
+        self.share = shard
         self._per_name = len(scenario.requests) > 1
         self._goodput = scenario.goodput
         self._windows: dict[int, Window] = {}

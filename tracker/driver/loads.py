@@ -34,6 +34,7 @@ class Launcher(Protocol):
     t0: float
     end: float
     exhausted: bool  # every request's `unique` dataset has run out
+    share: tuple[int, int]  # (this worker, workers): which part of the schedule is ours
 
     def dispatch(self, intended: float, now: float) -> asyncio.Task[None] | None:
         """Start one request intended at `intended`.
@@ -74,8 +75,15 @@ _YIELD_EVERY = 32
 
 
 async def run_open(load: LoadSpec, launcher: Launcher) -> None:
-    """Dispatch every arrival of the schedule at its intended time."""
+    """Dispatch every arrival of the schedule at its intended time.
+
+    With several workers each walks the same (seeded) schedule and takes every n-th
+    arrival, so together they send exactly the one schedule.
+    """
+    worker, workers = launcher.share
     for i, offset in enumerate(arrivals(load)):
+        if i % workers != worker:
+            continue
         intended = launcher.t0 + offset
         delay = intended - time.monotonic()
         if delay > 0:
@@ -111,9 +119,9 @@ async def run_closed(load: LoadSpec, launcher: Launcher) -> None:
             now = time.monotonic()
             if now >= launcher.end:
                 break
-            target = profile.users_at(now - launcher.t0)
+            target = _my_users(profile.users_at(now - launcher.t0), launcher.share)
             while len(active) < target:
-                user = _User(spawned)
+                user = _User(spawned * launcher.share[1] + launcher.share[0])
                 spawned += 1
                 user.task = asyncio.create_task(_user_loop(user, load, think, launcher))
                 active.append(user)
@@ -130,6 +138,12 @@ async def run_closed(load: LoadSpec, launcher: Launcher) -> None:
         for user in active:
             if user.task is not None:
                 user.task.cancel()
+
+
+def _my_users(total: int, share: tuple[int, int]) -> int:
+    """This worker's part of `total` users: user j belongs to worker j % workers."""
+    worker, workers = share
+    return max(0, (total - worker + workers - 1) // workers)
 
 
 async def _user_loop(

@@ -91,7 +91,9 @@ class RequestMix:
                 ds = datasets[spec.dataset]
                 feeder = make_feeder(loaded[spec.dataset], ds.mode, ds.seed, shard=shard)
             self.requests.append(PreparedRequest(spec, feeder))
-        self._rng = random.Random(scenario.load.seed)
+        seed = scenario.load.seed
+        # Each worker picks with its own stream, so workers do not pick in lockstep.
+        self._rng = random.Random(seed if shard == (0, 1) else f"{seed}/{shard[0]}/{shard[1]}")
         self._cumulative = list(itertools.accumulate(r.spec.weight for r in self.requests))
         self._single = self.requests[0] if len(self.requests) == 1 else None
         self.by_name = {r.spec.name: r for r in self.requests}

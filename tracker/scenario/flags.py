@@ -26,6 +26,7 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 MAX_RATE = 1_000_000.0
 # Faster sampling costs the target more than it tells (and the sampler cannot keep it).
 MIN_PROBE_INTERVAL_S = 0.05
+MAX_WORKERS = 64
 
 
 def validate_url(url: str, *, what: str = "--url") -> str:
@@ -62,6 +63,7 @@ def build_scenario(
     seed: int = 0,
     max_inflight: int | None = None,
     on_full: OnFull = "queue",
+    workers: int = 1,
 ) -> Scenario:
     """Validate ad-hoc `run --url` flags into a Scenario.
 
@@ -100,6 +102,8 @@ def build_scenario(
         raise UsageError(f"--max-inflight: must be at least 1, got {max_inflight}")
     if max_inflight is not None and rate is None:
         raise UsageError("--max-inflight: applies to the open model; give --rate too")
+    if not 1 <= workers <= MAX_WORKERS:
+        raise UsageError(f"--workers: must be between 1 and {MAX_WORKERS}, got {workers}")
     parsed_body: Any = None
     if body is not None:
         try:
@@ -116,6 +120,7 @@ def build_scenario(
         seed=seed,
         max_inflight=max_inflight,
         on_full=on_full,
+        workers=workers,
     )
     request = RequestSpec(
         method=method, path=request_path, body=parsed_body, timeout_s=timeout_s, stream=stream

@@ -20,7 +20,18 @@ OnFull = Literal["queue", "drop"]
 StreamMode = Literal["sse"]
 JsonPath = tuple[str | int, ...]
 
-_MISSING: Any = object()
+
+class _Missing:
+    """The "no `equals` given" marker; pickles as itself so scenarios can go to workers."""
+
+    def __reduce__(self) -> str:
+        return "_MISSING"
+
+    def __repr__(self) -> str:
+        return "<missing>"
+
+
+_MISSING: Any = _Missing()
 
 
 @dataclass(frozen=True)
@@ -117,6 +128,7 @@ class LoadSpec:
     user_stages: tuple[tuple[float, float], ...] = ()
     think_time: tuple[float, float] | None = None
     pacing_s: float | None = None
+    workers: int = 1  # driver processes sharing the schedule
 
     @property
     def nominal_rate(self) -> float | None:
@@ -254,7 +266,8 @@ class Scenario:
                 }
                 for r in self.requests
             ],
-            "load": asdict(self.load),
+            # How many processes drive the load does not change what is measured.
+            "load": {k: v for k, v in asdict(self.load).items() if k != "workers"},
             "session": asdict(self.session) if self.session is not None else None,
         }
         text = json.dumps(redact_json(key, self.secrets), sort_keys=True, default=str)

@@ -19,7 +19,13 @@ from tracker.driver.feeders import Dataset, load_dataset
 from tracker.driver.template import Template, check_variables, collect_env_values, resolve_env
 from tracker.errors import UsageError
 from tracker.scenario.fields import Table, parse_json_path
-from tracker.scenario.flags import MAX_RATE, METHODS, MIN_PROBE_INTERVAL_S, validate_url
+from tracker.scenario.flags import (
+    MAX_RATE,
+    MAX_WORKERS,
+    METHODS,
+    MIN_PROBE_INTERVAL_S,
+    validate_url,
+)
 from tracker.scenario.model import (
     Check,
     DatasetSpec,
@@ -38,7 +44,7 @@ _TOP = ("name", "description", "url", "probe_interval", "target", "load", "defau
         "requests", "datasets", "slo", "goodput", "session")  # fmt: skip
 _LOAD = ("model", "duration", "warmup", "rate", "arrival", "seed", "start_rate", "stages",
          "throttle", "max_inflight", "on_full", "users", "start_users", "user_stages",
-         "think_time", "pacing")  # fmt: skip
+         "think_time", "pacing", "workers")  # fmt: skip
 _REQUEST = ("name", "weight", "method", "path", "json", "body", "headers", "timeout", "stream",
             "dataset", "checks")  # fmt: skip
 _DEFAULTS = ("method", "headers", "timeout", "stream")
@@ -418,7 +424,14 @@ class _Reader:
             user_stages=user_stages,
             think_time=think,
             pacing_s=pacing,
+            workers=self.workers(t),
         )
+
+    def workers(self, t: Table) -> int:
+        workers = t.integer("workers", 1, minimum=1) or 1
+        if workers > MAX_WORKERS:
+            t.fail(f"must be at most {MAX_WORKERS}, got {workers}", key="workers")
+        return workers
 
     def stages(self, t: Table, key: str) -> tuple[tuple[float, float], ...]:
         out: list[tuple[float, float]] = []
