@@ -222,10 +222,10 @@ def demo(
         click.echo(demo_mod.render_phases(parts))
         change = demo_mod.slowdown_pct(parts)
         if change is not None:
-            click.echo(f"\\nmedian latency changed by {change:+.0f}% in the second half ({label}).")
+            click.echo(f"\nmedian latency changed by {change:+.0f}% in the second half ({label}).")
     if json_path:
         write_json(json_path, result.document)
-    click.echo(f"\\nstored as run {result.run_id} in {store.location}; look again with:")
+    click.echo(f"\nstored as run {result.run_id} in {store.location}; look again with:")
     db_flag = f" --db {shlex.quote(db_url)}" if db_url else ""
     click.echo(f"  perfsleuth show {result.run_id}{db_flag}")
     click.echo(f"  perfsleuth show {result.run_id} --json{db_flag}")

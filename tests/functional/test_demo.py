@@ -28,6 +28,8 @@ def test_demo_shows_the_fault_slowing_the_second_half(tmp_path):
     assert "fault 'cpu' switched on at 7s" in done.stderr
     assert "before fault" in done.stdout and "fault on" in done.stdout
     assert "perfsleuth show" in done.stdout
+    assert "\\n" not in done.stdout  # no escaped newlines leak into what people read
+    assert "median latency changed by +" in done.stdout
     doc = show_json(db, "latest", tmp_path)
     assert doc["status"] == "completed" and doc["tag"] == "demo"
     assert doc["llm"]["ttft_ms"]["p50"] > 0
