@@ -156,8 +156,10 @@ class WorkerPool:
                 if stopper.done():
                     self._stop.set()
                 getter = asyncio.create_task(inbox.get())
+                # Once stopped, wait for the workers' last messages only (no busy loop).
+                waiting = {getter} if stopper.done() else {getter, stopper}
                 done, _ = await asyncio.wait(
-                    {getter, stopper}, timeout=1.0, return_when=asyncio.FIRST_COMPLETED
+                    waiting, timeout=1.0, return_when=asyncio.FIRST_COMPLETED
                 )
                 if getter not in done:
                     getter.cancel()
