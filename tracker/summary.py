@@ -20,7 +20,6 @@ from tracker.metrics import (
     TPOT,
     TTFT,
     Window,
-    merge_windows,
     per_request,
 )
 from tracker.store import FindingRecord, RunRecord, SampleRecord
@@ -60,13 +59,18 @@ def load_sections(
     Rates divide by the load phase after warm-up (not by the drain that waits for the
     last in-flight requests), so one slow straggler cannot deflate throughput.
     """
-    window_list = list(windows)
-    measured = [w for w in window_list if not w.warmup]
-    total = merge_windows(measured)
-    ends = max((w.start_s + w.duration_s for w in window_list), default=0.0)
+    # One pass, one window decoded at a time: a long run must not hold all its
+    # windows' histograms (~1 MB per second of run) to be summarised.
+    total = Window(index=-1, start_s=0.0, duration_s=0.0)
+    ends = 0.0
+    first: float | None = None
+    for w in windows:
+        ends = max(ends, w.start_s + w.duration_s)
+        if not w.warmup:
+            first = w.start_s if first is None else min(first, w.start_s)
+            total.absorb(w)
     load_end = min(ends, load_duration_s) if load_duration_s else ends
-    first = min((w.start_s for w in measured), default=load_end)
-    duration = max(load_end - first, 0.0)
+    duration = max(load_end - (first if first is not None else load_end), 0.0)
     drain = max(ends - load_end, 0.0)
     errors_by_class = dict.fromkeys(ERROR_CLASSES, 0)
     errors_by_class.update(total.errors_by_class)
