@@ -16,7 +16,7 @@ import click
 
 from tracker.errors import EXIT_REGRESSION, EXIT_RUN_FAILED, UsageError
 from tracker.scenario import Scenario, TargetSpec
-from tracker.scenario.flags import MAX_WORKERS, MIN_PROBE_INTERVAL_S
+from tracker.scenario.flags import MIN_PROBE_INTERVAL_S, check_workers
 
 # `run` flags that describe the load; with a scenario file the file says these.
 _LOAD_FLAGS = ("url", "rate", "users", "duration", "warmup", "arrival", "seed", "max_inflight",
@@ -89,11 +89,8 @@ def build_run_scenario(
             scenario = replace(scenario, probe_interval_s=interval)
         if "workers" in given:
             # How many processes drive the load does not change what is measured.
-            if not 1 <= options["workers"] <= MAX_WORKERS:
-                raise UsageError(
-                    f"--workers: must be between 1 and {MAX_WORKERS}, got {options['workers']}"
-                )
-            scenario = replace(scenario, load=replace(scenario.load, workers=options["workers"]))
+            workers = check_workers(options["workers"])
+            scenario = replace(scenario, load=replace(scenario.load, workers=workers))
         return scenario
     if options.get("url") is None:
         raise UsageError(

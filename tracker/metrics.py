@@ -29,16 +29,6 @@ TPOT = "tpot"
 SCHEDULE_LAG = "schedule_lag"
 INFLIGHT_WAIT = "inflight_wait"  # open model with --max-inflight queue: waiting for a slot
 SESSION = "session"  # a whole session, from its intended start to its last response
-HISTOGRAM_NAMES = (
-    LATENCY,
-    LATENCY_UNCORRECTED,
-    TTFT,
-    ITL,
-    TPOT,
-    SCHEDULE_LAG,
-    INFLIGHT_WAIT,
-    SESSION,
-)
 
 
 def per_request(name: str, request: str) -> str:

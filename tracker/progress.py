@@ -10,14 +10,7 @@ import sys
 from typing import TextIO
 
 from tracker.metrics import LATENCY, TTFT, Window
-
-
-def _ms(value: float) -> str:
-    if value >= 10_000:
-        return f"{value / 1000:.1f}s"
-    if value >= 100:
-        return f"{value:.0f}ms"
-    return f"{value:.1f}ms"
+from tracker.units import format_ms
 
 
 class ProgressPrinter:
@@ -35,11 +28,11 @@ class ProgressPrinter:
         parts.append(f"err {window.errors:>3}")
         latency = window.histograms.get(LATENCY)
         if latency is not None and latency.count:
-            parts.append(f"p50 {_ms(latency.percentile_ms(50)):>6}")
-            parts.append(f"p99 {_ms(latency.percentile_ms(99)):>6}")
+            parts.append(f"p50 {format_ms(latency.percentile_ms(50)):>6}")
+            parts.append(f"p99 {format_ms(latency.percentile_ms(99)):>6}")
         ttft = window.histograms.get(TTFT)
         if ttft is not None and ttft.count:
-            parts.append(f"ttft {_ms(ttft.percentile_ms(50)):>6}")
+            parts.append(f"ttft {format_ms(ttft.percentile_ms(50)):>6}")
         if "cpu.process_pct" in probes:
             parts.append(f"| cpu {probes['cpu.process_pct']:5.0f}%")
         if "cpu.ctx_switches_involuntary_per_s" in probes:

@@ -7,23 +7,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from tracker.units import format_ms
+
 _PCTS = ("p50", "p90", "p99", "max")
-
-
-def _fmt_ms(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value >= 10_000:
-        return f"{value / 1000:.2f}s"
-    if value >= 100:
-        return f"{value:.0f}ms"
-    return f"{value:.2f}ms"
 
 
 def _pct_row(label: str, pct: dict[str, float] | None) -> str:
     if not pct:
         return f"  {label:<22} -"
-    cells = "  ".join(f"{name} {_fmt_ms(pct.get(name)):>8}" for name in _PCTS)
+    cells = "  ".join(f"{name} {format_ms(pct.get(name)):>8}" for name in _PCTS)
     return f"  {label:<22} {cells}"
 
 
@@ -84,7 +76,7 @@ def render_run(doc: dict[str, Any]) -> str:
     lag = driver.get("schedule_lag_ms")
     if lag:
         lines.append(
-            f"  driver schedule lag p99 {_fmt_ms(lag.get('p99'))}"
+            f"  driver schedule lag p99 {format_ms(lag.get('p99'))}"
             + (
                 "  (SATURATED: the driver could not keep its schedule)"
                 if driver.get("saturated")

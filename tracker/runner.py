@@ -49,7 +49,6 @@ class RunResult:
     run_id: int
     status: str
     document: dict[str, Any]
-    events: list[tuple[float, str]] = field(default_factory=list)
     slo: list[ThresholdResult] = field(default_factory=list)
 
     @property
@@ -126,7 +125,6 @@ def execute_run(
     t0 = time.monotonic() + _LOAD_LEAD_S
     writer: StoreWriter | None = None
     sampler: Sampler | None = None
-    events: list[tuple[float, str]] = []
     status = "failed"
     error: str | None = None
     abandoned = 0
@@ -171,11 +169,12 @@ def execute_run(
             def in_flight() -> int:
                 return len(driver.inflight)
 
-        ended = asyncio.run(_drive(load, in_flight, t0, actions, events, progress))
+        ended = asyncio.run(_drive(load, in_flight, t0, actions, progress))
         abandoned = ended.abandoned
         status = "interrupted" if ended.interrupted else "completed"
         for name in ended.exhausted:
-            events.append((time.monotonic() - t0, f"request {name!r} ran out of unique rows"))
+            if progress is not None:
+                progress.note(f"request {name!r} ran out of unique dataset rows and was retired")
         if target is not None and not target.alive and status == "completed":
             status = "failed"
             error = f"the target process died during the run ({target.death_reason})"
@@ -217,7 +216,7 @@ def execute_run(
             probes_unavailable=run.probes_unavailable,
             error=error,
         )
-    return RunResult(run_id, status, document, events, slo)
+    return RunResult(run_id, status, document, slo)
 
 
 def _unknown() -> int:
@@ -229,7 +228,6 @@ async def _drive(
     in_flight: Callable[[], int],
     t0: float,
     actions: Sequence[TimedAction],
-    events: list[tuple[float, str]],
     progress: ProgressPrinter | None,
 ) -> DriverResult:
     """Run the driver with signal handling (a second Ctrl-C abandons what is in flight)."""
@@ -256,10 +254,8 @@ async def _drive(
         if delay > 0:
             await asyncio.sleep(delay)
         message = await action.action()
-        if message:
-            events.append((time.monotonic() - t0, message))
-            if progress is not None:
-                progress.note(message)
+        if message and progress is not None:
+            progress.note(message)
 
     side_tasks = [asyncio.create_task(fire(a)) for a in actions]
     try:

@@ -35,6 +35,17 @@ def parse_duration(text: str | float | int, *, what: str = "duration") -> float:
     return float(value) * _FACTORS[unit or "s"]
 
 
+def format_ms(value: float | None) -> str:
+    """A latency for people: `0.35ms`, `812ms`, `12.40s`; `-` when there is none."""
+    if value is None:
+        return "-"
+    if value >= 10_000:
+        return f"{value / 1000:.2f}s"
+    if value >= 100:
+        return f"{value:.0f}ms"
+    return f"{value:.2f}ms"
+
+
 def format_duration(seconds: float) -> str:
     """Render seconds compactly for progress lines and summaries."""
     if seconds < 1:

@@ -98,10 +98,6 @@ class RequestMix:
         self._single = self.requests[0] if len(self.requests) == 1 else None
         self.by_name = {r.spec.name: r for r in self.requests}
 
-    @property
-    def names(self) -> list[str]:
-        return [r.spec.name for r in self.requests]
-
     def pick(self) -> PreparedRequest | None:
         """A request by weight; None once every request's dataset is exhausted."""
         if self._single is not None:

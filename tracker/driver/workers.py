@@ -98,10 +98,6 @@ class WorkerPool:
             for k in range(workers)
         ]
 
-    @property
-    def pids(self) -> list[int]:
-        return [p.pid for p in self._procs if p.pid is not None]
-
     def start(self) -> None:
         """Start the workers and wait until all are ready (or one fails)."""
         for proc in self._procs:

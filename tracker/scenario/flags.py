@@ -29,6 +29,13 @@ MIN_PROBE_INTERVAL_S = 0.05
 MAX_WORKERS = 64
 
 
+def check_workers(workers: int) -> int:
+    """`--workers`, validated for both the flag and its use beside a scenario file."""
+    if not 1 <= workers <= MAX_WORKERS:
+        raise UsageError(f"--workers: must be between 1 and {MAX_WORKERS}, got {workers}")
+    return workers
+
+
 def validate_url(url: str, *, what: str = "--url") -> str:
     """Return the URL if it is an absolute http(s) URL, else raise a UsageError."""
     try:
@@ -102,8 +109,7 @@ def build_scenario(
         raise UsageError(f"--max-inflight: must be at least 1, got {max_inflight}")
     if max_inflight is not None and rate is None:
         raise UsageError("--max-inflight: applies to the open model; give --rate too")
-    if not 1 <= workers <= MAX_WORKERS:
-        raise UsageError(f"--workers: must be between 1 and {MAX_WORKERS}, got {workers}")
+    check_workers(workers)
     parsed_body: Any = None
     if body is not None:
         try:

@@ -130,13 +130,6 @@ class LoadSpec:
     pacing_s: float | None = None
     workers: int = 1  # driver processes sharing the schedule
 
-    @property
-    def nominal_rate(self) -> float | None:
-        """The target rate when it is one number (constant open model), else None."""
-        if self.model == "open" and not self.stages and not self.throttle:
-            return self.rate
-        return None
-
 
 @dataclass(frozen=True)
 class Threshold:
