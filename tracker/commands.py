@@ -120,6 +120,7 @@ def build_run_scenario(
 def run(scenario_file: str | None, options: dict[str, Any], given: set[str]) -> None:
     """`perfsleuth run`: build the scenario, run it, report, exit per the contract."""
     from probes import ProbeError, Target
+    from tracker.driver.loop import event_loop_name
     from tracker.progress import ProgressPrinter
     from tracker.report import render_run
     from tracker.runner import execute_run, wait_until_reachable
@@ -128,6 +129,7 @@ def run(scenario_file: str | None, options: dict[str, Any], given: set[str]) -> 
     scenario = build_run_scenario(scenario_file, options, given)
     json_path = options.get("json_path")
     check_json_path(json_path)
+    event_loop_name()  # a bad $PERFSLEUTH_EVENT_LOOP fails before anything starts
     store = Store.open(options.get("db_url"))
     target = None
     spec = scenario.target

@@ -45,6 +45,11 @@ PERCENTILES: tuple[tuple[str, float], ...] = (
 )
 
 
+# Window counters: responses whose output tokens came from `usage`, or were counted.
+TOKENS_FROM_USAGE = "tokens_from_usage"
+TOKENS_COUNTED = "tokens_counted"
+
+
 class Histogram:
     """A latency histogram recorded in microseconds, summarised in milliseconds."""
 

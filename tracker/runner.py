@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 from probes import ProbeSample, Sampler, Target
 from tracker.driver.engine import Driver, DriverResult
+from tracker.driver.loop import event_loop_name
+from tracker.driver.loop import run as run_loop
 from tracker.driver.workers import WorkerPool
 from tracker.environment import fingerprint
 from tracker.errors import RunFailedError
@@ -108,11 +110,12 @@ def execute_run(
     Raises:
         RunFailedError: the target was unreachable; the run is stored as `failed`.
     """
+    loop_name = event_loop_name()
     run_id = store.create_run(
         scenario=scenario.name,
         scenario_key=scenario.identity(),
         scenario_json=scenario.to_json(),
-        environment=fingerprint(),
+        environment={**fingerprint(), "event_loop": loop_name},
         tag=tag,
         target_url=scenario.url,
         load_model=scenario.load.model,
@@ -132,7 +135,7 @@ def execute_run(
     try:
         check_reachable(scenario.base_url)
         if scenario.load.workers > 1:
-            pool = WorkerPool(scenario, scenario.load.workers)
+            pool = WorkerPool(scenario, scenario.load.workers, loop_name)
             pool.start()
             t0 = time.monotonic() + _LOAD_LEAD_S
         writer = StoreWriter(store, run_id)
@@ -169,7 +172,7 @@ def execute_run(
             def in_flight() -> int:
                 return len(driver.inflight)
 
-        ended = asyncio.run(_drive(load, in_flight, t0, actions, progress))
+        ended = run_loop(_drive(load, in_flight, t0, actions, progress), loop_name)
         abandoned = ended.abandoned
         status = "interrupted" if ended.interrupted else "completed"
         for name in ended.exhausted:

@@ -17,6 +17,8 @@ from tracker.metrics import (
     LATENCY_UNCORRECTED,
     SCHEDULE_LAG,
     SESSION,
+    TOKENS_COUNTED,
+    TOKENS_FROM_USAGE,
     TPOT,
     TTFT,
     Window,
@@ -81,6 +83,7 @@ def load_sections(
             "itl_ms": _pct(total, ITL),
             "tpot_ms": _pct(total, TPOT),
             "output_tokens": total.output_tokens,
+            "output_tokens_source": _tokens_source(total),
             "output_tokens_per_s": round(total.output_tokens / duration, 3) if duration else 0.0,
             "goodput_rps": None,
         }
@@ -202,3 +205,14 @@ def run_document(
     doc["environment"] = run.environment
     doc["error"] = run.error
     return doc
+
+
+def _tokens_source(total: Window) -> str | None:
+    """ "usage" (the server's count), "chunks" (counted content chunks), "mixed", or None."""
+    from_usage = total.counters.get(TOKENS_FROM_USAGE, 0)
+    counted = total.counters.get(TOKENS_COUNTED, 0)
+    if from_usage and counted:
+        return "mixed"
+    if from_usage:
+        return "usage"
+    return "chunks" if counted else None

@@ -145,3 +145,15 @@ def test_sigterm_while_waiting_for_a_launched_target_leaves_nothing_behind(tmp_p
         p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])
     ]
     assert not left
+
+
+def test_an_unknown_event_loop_is_refused_before_the_run(tmp_path):
+    done = perfsleuth(
+        "run", "--url", "http://127.0.0.1:1/", "--duration", "1s",
+        cwd=tmp_path, env={"PERFSLEUTH_EVENT_LOOP": "tokio"},
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "$PERFSLEUTH_EVENT_LOOP='tokio' is not one of auto, uvloop, asyncio" in _one_clean_line(
+        done.stderr
+    )
+    assert not (tmp_path / "perfsleuth.db").exists()

@@ -92,6 +92,7 @@ def test_streaming_run_is_stored_and_matches_the_json_contract(server, db, tmp_p
     assert llm["itl_ms"]["p50"] > 0 and llm["tpot_ms"]["p50"] > 0
     assert llm["output_tokens_per_s"] > 0
     assert set(doc["driver"]) >= {"schedule_lag_ms", "saturated"}
+    assert doc["environment"]["event_loop"] == "uvloop"  # installed with perfsleuth
     probes = doc["probes"]
     for name in (
         "cpu.ctx_switches_voluntary_per_s",
@@ -141,9 +142,11 @@ def test_closed_model_non_streaming(server, db, tmp_path):
         "--db",
         db,
         cwd=tmp_path,
+        env={"PERFSLEUTH_EVENT_LOOP": "asyncio"},
     )
     assert done.returncode == 0, done.stderr
     doc = json.loads(out.read_text())
+    assert doc["environment"]["event_loop"] == "asyncio"
     assert doc["target_rate_rps"] is None
     assert doc["requests"]["ok"] >= 4
     assert doc["llm"]["output_tokens"] == 4 * doc["requests"]["ok"]  # read from the JSON body

@@ -34,6 +34,16 @@ def test_streams_reuse_their_connection(app, tmp_path):
     assert served["sse"] == doc["requests"]["ok"] >= 10
     assert served["client_ports"] == 1  # one keep-alive connection for every stream
     assert doc["llm"]["output_tokens"] == 3 * doc["requests"]["ok"]
+    assert doc["llm"]["output_tokens_source"] == "usage"
+
+
+def test_without_usage_the_tokens_are_counted_chunks_and_the_report_says_so(app, tmp_path):
+    code, doc, _, err = run_scenario(
+        tmp_path, _toml(app, 'users = 1\nduration = "1s"', "/sse?n=4&usage=0", True)
+    )
+    assert code == 0, err
+    assert doc["llm"]["output_tokens"] == 4 * doc["requests"]["ok"] > 0
+    assert doc["llm"]["output_tokens_source"] == "chunks"
 
 
 def test_an_error_event_inside_a_stream_fails_the_request(app, tmp_path):

@@ -2,9 +2,9 @@
 
 Routes: `/ok`; `/echo` (returns the JSON body and the request headers); `/slow?ms=N`;
 `/stall-once?after=N` (the N-th request stalls 1 s, every other answers at once);
-`/status/{code}`; `/sse?n=N[&error=1]` (N OpenAI completion chunks, then usage and
-[DONE], or an in-band error event); `/count` (requests per route, and how many client
-ports — connections — `/sse` has seen).
+`/status/{code}`; `/sse?n=N[&error=1][&usage=0]` (N OpenAI completion chunks, then usage
+unless usage=0, and [DONE]; or an in-band error event); `/count` (requests per route,
+and how many client ports — connections — `/sse` has seen).
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ def _app() -> Starlette:
             ports.add(request.client.port)
         n = int(request.query_params.get("n", "5"))
         fail = request.query_params.get("error") == "1"
+        usage = request.query_params.get("usage") != "0"
 
         async def events() -> AsyncIterator[str]:
             for i in range(n):
@@ -74,7 +75,8 @@ def _app() -> Starlette:
             if fail:
                 yield 'data: {"error": {"message": "engine died", "code": 500}}\n\n'
                 return
-            yield f'data: {{"choices": [], "usage": {{"completion_tokens": {n}}}}}\n\n'
+            if usage:
+                yield f'data: {{"choices": [], "usage": {{"completion_tokens": {n}}}}}\n\n'
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")

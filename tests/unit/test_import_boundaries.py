@@ -46,6 +46,13 @@ def test_only_the_tui_imports_textual():
         assert "textual" not in _imported_modules(path), path
 
 
+def test_the_driver_sends_through_perfsleuths_transport_not_httpx():
+    allowed = {ROOT / "tracker/transport/httpx_adapter.py", ROOT / "tracker/demo.py"}
+    for path in _modules_of("tracker"):
+        if path not in allowed:
+            assert "httpx" not in _imported_modules(path), path
+
+
 @pytest.mark.parametrize(
     ("module", "forbidden"),
     [

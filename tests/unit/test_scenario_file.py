@@ -137,6 +137,14 @@ def test_closed_model_keys(tmp_path):
         ),
         (('url = "http://127.0.0.1:8000"', 'url = "127.0.0.1"'), "not an http(s) URL"),
         (('url = "http://127.0.0.1:8000"', 'url = "http://h/v1"'), "base URL only"),
+        (
+            ('path = "/v1/completions"', 'path = "/x"\nheaders = {X-A = "1\\r\\nX-B: 2"}'),
+            "would split the request",
+        ),
+        (
+            ('path = "/v1/completions"', 'path = "/x"\nheaders = {"X A" = "1"}'),
+            "not a valid HTTP header name",
+        ),
     ],
 )
 def test_errors_name_the_key_and_the_fix(tmp_path, change, message):

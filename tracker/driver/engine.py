@@ -17,9 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import httpx
-
-from tracker.driver.loads import run_closed, run_open
+from tracker.driver.loads import run_closed, run_open, sleep_until
 from tracker.driver.prepared import RenderError, RequestMix, WireRequest
 from tracker.driver.request import Outcome, execute
 from tracker.driver.session import run_session
@@ -30,14 +28,22 @@ from tracker.metrics import (
     LATENCY_UNCORRECTED,
     SCHEDULE_LAG,
     SESSION,
+    TOKENS_COUNTED,
+    TOKENS_FROM_USAGE,
     TPOT,
     TTFT,
     Window,
     per_request,
 )
 from tracker.scenario import Scenario
+from tracker.transport import Client, Origin, Pool
 
 WindowCallback = Callable[[Window], None]
+
+# Connections per driver process: beyond this, requests wait for a free connection (the
+# wait counts in corrected latency). Kept well under the usual 1,024 open-file limit's
+# multiples; each worker process has its own.
+MAX_CONNECTIONS = 1024
 
 
 @dataclass(frozen=True)
@@ -70,7 +76,7 @@ class Driver:
         self._cap = cap
         self._drop = scenario.load.on_full == "drop"
         self._slots = asyncio.Semaphore(cap) if cap is not None and not self._drop else None
-        self._client: httpx.AsyncClient | None = None
+        self._pool: Pool | None = None
         self._session = scenario.session
         self._session_rng = random.Random(scenario.load.seed)
         self.t0 = 0.0
@@ -88,11 +94,8 @@ class Driver:
         self.t0 = t0 if t0 is not None else time.monotonic()
         self.end = self.t0 + load.duration_s
         timeout = max(r.timeout_s for r in self._scenario.requests)
-        limits = httpx.Limits(max_connections=1024, max_keepalive_connections=1024)
-        async with httpx.AsyncClient(
-            base_url=self._scenario.base_url, limits=limits, timeout=httpx.Timeout(timeout)
-        ) as client:
-            self._client = client
+        async with Client(max_connections=MAX_CONNECTIONS) as client:
+            self._pool = client.pool(Origin.of(self._scenario.base_url))
             ticker = asyncio.create_task(self._tick())
             model = run_open if load.model == "open" else run_closed
             work = asyncio.create_task(model(load, self))
@@ -168,13 +171,13 @@ class Driver:
     async def send(
         self, wire: WireRequest, intended: float, *, capture: bool
     ) -> tuple[Outcome, float | None]:
-        assert self._client is not None
+        assert self._pool is not None
         if self._slots is None:
-            return await execute(self._client, wire, intended, capture=capture), None
+            return await execute(self._pool, wire, intended, capture=capture), None
         asked = time.monotonic()
         async with self._slots:
             waited_ms = (time.monotonic() - asked) * 1000.0
-            return await execute(self._client, wire, intended, capture=capture), waited_ms
+            return await execute(self._pool, wire, intended, capture=capture), waited_ms
 
     def note_sent(self, now: float) -> None:
         self._window_at(now).sent += 1
@@ -225,6 +228,9 @@ class Driver:
         window.hist(LATENCY_UNCORRECTED).record_ms(e2e_ms)
         if out.output_tokens:
             window.output_tokens += out.output_tokens
+            # Which responses' token counts came from the server's `usage` and which were
+            # counted as content chunks, so the report can say what the figure rests on.
+            window.bump(TOKENS_FROM_USAGE if out.tokens_from_usage else TOKENS_COUNTED)
         ttft_ms: float | None = None
         tpot_ms: float | None = None
         if out.first_chunk is not None:
@@ -247,9 +253,7 @@ class Driver:
     async def _tick(self) -> None:
         k = 1
         while True:
-            delay = self.t0 + k - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            await sleep_until(self.t0 + k)
             self._emit_until(time.monotonic(), final=False)
             k = max(k + 1, int(time.monotonic() - self.t0) + 1)
 

@@ -69,6 +69,16 @@ def arrivals(load: LoadSpec) -> Iterator[float]:
     return uniform_arrivals(profile)
 
 
+async def sleep_until(deadline: float) -> None:
+    """Sleep until time.monotonic() >= deadline; never return early.
+
+    Timers may fire early (uvloop's have millisecond resolution), and a request must
+    never be sent before its intended time, so the rest is slept again.
+    """
+    while (delay := deadline - time.monotonic()) > 0:
+        await asyncio.sleep(delay)
+
+
 # When the driver is behind schedule it dispatches without sleeping; it still yields to
 # the event loop this often so responses, ticks and Ctrl-C are served.
 _YIELD_EVERY = 32
@@ -85,9 +95,8 @@ async def run_open(load: LoadSpec, launcher: Launcher) -> None:
         if i % workers != worker:
             continue
         intended = launcher.t0 + offset
-        delay = intended - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        if intended > time.monotonic():
+            await sleep_until(intended)
         elif i % _YIELD_EVERY == 0:
             await asyncio.sleep(0)
         now = time.monotonic()
@@ -109,9 +118,7 @@ async def run_closed(load: LoadSpec, launcher: Launcher) -> None:
     """Keep `users_at(t)` users busy until the end; extra users retire after their iteration."""
     profile = user_profile(load)
     think = ThinkTime(*load.think_time) if load.think_time else None
-    delay = launcher.t0 - time.monotonic()
-    if delay > 0:
-        await asyncio.sleep(delay)
+    await sleep_until(launcher.t0)
     active: list[_User] = []
     spawned = 0
     try:
@@ -166,6 +173,4 @@ async def _user_loop(
                 await asyncio.sleep(min(pause, max(launcher.end - time.monotonic(), 0.0)))
         if load.pacing_s:
             planned += load.pacing_s
-            delay = planned - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(min(delay, max(launcher.end - time.monotonic(), 0.0)))
+            await sleep_until(min(planned, launcher.end))

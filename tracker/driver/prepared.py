@@ -10,12 +10,16 @@ import bisect
 import itertools
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tracker.driver.feeders import Feeder, FeederExhausted, load_dataset, make_feeder
 from tracker.driver.template import Template, TemplateError
 from tracker.scenario import RequestSpec, Scenario
+from tracker.transport import Origin, encode_request, json_body, request_target
+
+# Methods that carry a body even when empty (Content-Length: 0), as httpx sends them.
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +31,30 @@ class WireRequest:
     json: Any
     content: str | None
     headers: dict[str, str] | None
+    # The bytes to send, when they are the same for every send (a static request);
+    # anything that changes the request must drop them (`dataclasses.replace(..., data=None)`).
+    data: bytes | None = None
+
+    def encode(self, host: str) -> bytes:
+        """The request's bytes for a server whose Host header is `host`.
+
+        Raises:
+            ValueError: the JSON body holds NaN or infinity, which JSON cannot carry.
+        """
+        method = self.spec.method
+        body: bytes | None = None
+        content_type = None
+        if self.json is not None:
+            body = json_body(self.json)
+            content_type = "application/json"
+        elif self.content is not None:
+            body = self.content.encode()
+        elif method in _BODY_METHODS:
+            body = b""
+        headers = self.headers.items() if self.headers else ()
+        return encode_request(
+            method, request_target(self.path), host, headers, body, content_type=content_type
+        )
 
 
 class RenderError(Exception):
@@ -36,7 +64,7 @@ class RenderError(Exception):
 class PreparedRequest:
     """A RequestSpec with its templates compiled and its feeder open."""
 
-    def __init__(self, spec: RequestSpec, feeder: Feeder | None) -> None:
+    def __init__(self, spec: RequestSpec, feeder: Feeder | None, host: str) -> None:
         self.spec = spec
         self.feeder = feeder
         self.exhausted = False
@@ -48,11 +76,10 @@ class PreparedRequest:
         self._static = feeder is None and all(
             t.is_static for t in (self._path, self._json, self._raw)
         )
-        self._static_wire = (
-            WireRequest(spec, spec.path, spec.body, spec.raw_body, self._headers)
-            if self._static
-            else None
-        )
+        self._static_wire: WireRequest | None = None
+        if self._static:
+            wire = WireRequest(spec, spec.path, spec.body, spec.raw_body, self._headers)
+            self._static_wire = replace(wire, data=wire.encode(host))
 
     def render(self, extra: Mapping[str, object] | None = None) -> WireRequest:
         """This send's request; `extra` holds values extracted by earlier session steps.
@@ -82,6 +109,7 @@ class RequestMix:
     """The scenario's requests, picked by weight with a seeded generator."""
 
     def __init__(self, scenario: Scenario, *, shard: tuple[int, int] = (0, 1)) -> None:
+        host = Origin.of(scenario.base_url).host_header
         datasets = {d.name: d for d in scenario.datasets}
         loaded = {name: load_dataset(spec.file, name=name) for name, spec in datasets.items()}
         self.requests: list[PreparedRequest] = []
@@ -90,7 +118,7 @@ class RequestMix:
             if spec.dataset is not None:
                 ds = datasets[spec.dataset]
                 feeder = make_feeder(loaded[spec.dataset], ds.mode, ds.seed, shard=shard)
-            self.requests.append(PreparedRequest(spec, feeder))
+            self.requests.append(PreparedRequest(spec, feeder, host))
         seed = scenario.load.seed
         # Each worker picks with its own stream, so workers do not pick in lockstep.
         self._rng = random.Random(seed if shard == (0, 1) else f"{seed}/{shard[0]}/{shard[1]}")

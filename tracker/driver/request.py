@@ -12,12 +12,12 @@ import json
 import time
 from dataclasses import dataclass, field
 
-import httpx
-
 from tracker.driver.checks import failed_check, needs_body
 from tracker.driver.extract import chunk_text, reply_text
 from tracker.driver.prepared import WireRequest
-from tracker.driver.sse import ProtocolError, completion_tokens_of, parse_data_line
+from tracker.driver.sse import ProtocolError as SSEProtocolError
+from tracker.driver.sse import completion_tokens_of, parse_data_line
+from tracker.transport import ConnectError, Pool, ProtocolError, Response
 
 
 @dataclass(slots=True)
@@ -46,14 +46,12 @@ class Outcome:
 
 def classify_exception(exc: BaseException) -> str:
     """Map a transport exception to the error classes of the run JSON contract."""
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+    if isinstance(exc, ConnectError):
         return "connect"
-    if isinstance(exc, httpx.TimeoutException):
-        return "timeout"
-    if isinstance(exc, ProtocolError | httpx.RemoteProtocolError | httpx.DecodingError):
+    if isinstance(exc, ProtocolError | SSEProtocolError | UnicodeDecodeError):
         return "protocol"
-    if isinstance(exc, httpx.ReadError | httpx.WriteError):
-        return "protocol"
+    if isinstance(exc, OSError):
+        return "protocol"  # reset or broken pipe mid-exchange
     return "other"
 
 
@@ -66,7 +64,7 @@ def _status_error(status: int) -> str | None:
 
 
 async def execute(
-    client: httpx.AsyncClient, wire: WireRequest, intended: float, *, capture: bool = False
+    pool: Pool, wire: WireRequest, intended: float, *, capture: bool = False
 ) -> Outcome:
     """Send `wire` now; `intended` is when the schedule wanted it sent.
 
@@ -78,54 +76,47 @@ async def execute(
     explicit_status = any(c.status for c in checks)
     keep_body = capture or needs_body(checks)
     out = Outcome(intended=intended, sent=time.monotonic(), name=spec.name)
+    exchange = None
     try:
-        # httpx's timeout bounds each wait (connect, each read); the deadline bounds the
-        # whole request, so a server that trickles bytes cannot hold a run open forever.
-        async with (
-            asyncio.timeout(spec.timeout_s),
-            client.stream(
-                spec.method,
-                wire.path,
-                json=wire.json,
-                content=wire.content if wire.json is None else None,
-                headers=wire.headers,
-                timeout=spec.timeout_s,
-            ) as response,
-        ):
-            status = response.status_code
+        data = wire.data if wire.data is not None else wire.encode(pool.origin.host_header)
+        exchange = pool.exchange(spec.method, data, connect_timeout=spec.timeout_s)
+        # The deadline bounds the whole request (connecting, waiting, reading), so a
+        # server that trickles bytes cannot hold a run open forever.
+        async with asyncio.timeout(spec.timeout_s), exchange as response:
+            status = response.status
             out.status = status
             out.error = None if explicit_status else _status_error(status)
             body = b""
             if out.error is None and spec.stream == "sse":
                 body = await _read_sse(response, out, keep_body)
             else:
-                body = await response.aread()
+                body = await response.read()
                 if out.error is None:
                     _read_json_tokens(response, body, out)
             if out.error is None and checks and failed_check(checks, status, body) is not None:
                 out.error = "check_failed"
             if capture:
                 out.body = body
-                out.headers = dict(response.headers)
+                out.headers = response.headers()
                 out.text = _reply(body, streamed=spec.stream == "sse")
     except TimeoutError:
-        out.error = "timeout"
+        # Opening a connection that does not complete in time is a connect failure.
+        out.error = "connect" if exchange is not None and exchange.stage == "connect" else "timeout"
     except Exception as exc:  # noqa: BLE001 - every failure is classified, none escapes
         out.error = classify_exception(exc)
     out.ended = time.monotonic()
     return out
 
 
-async def _read_sse(response: httpx.Response, out: Outcome, keep_body: bool) -> bytes:
+async def _read_sse(response: Response, out: Outcome, keep_body: bool) -> bytes:
     chunks = out.chunk_times
     kept: list[str] = []
     events = 0
     done = False
-    async for line in response.aiter_lines():
+    async for line, arrived in response.lines():
         if done:
             # Read to the end of the body so the connection goes back to the pool.
             continue
-        arrived = time.monotonic()
         if keep_body:
             kept.append(line)
         chunk = parse_data_line(line)
@@ -168,8 +159,8 @@ def _reply(body: bytes, *, streamed: bool) -> str:
     return "".join(parts)
 
 
-def _read_json_tokens(response: httpx.Response, body: bytes, out: Outcome) -> None:
-    if "json" not in response.headers.get("content-type", ""):
+def _read_json_tokens(response: Response, body: bytes, out: Outcome) -> None:
+    if "json" not in (response.header("content-type") or ""):
         return
     try:
         parsed = json.loads(body)

@@ -58,7 +58,8 @@ def _with_history(
     step_messages = list(body["messages"])
     if not history:
         return wire, step_messages
-    return replace(wire, json={**body, "messages": [*history, *step_messages]}), step_messages
+    with_history = {**body, "messages": [*history, *step_messages]}
+    return replace(wire, json=with_history, data=None), step_messages
 
 
 async def run_session(

@@ -22,6 +22,7 @@ from multiprocessing.synchronize import Event as MpEvent
 from typing import Any
 
 from tracker.driver.engine import Driver, DriverResult
+from tracker.driver.loop import run as run_loop
 from tracker.errors import RunFailedError
 from tracker.metrics import Window
 from tracker.scenario import Scenario
@@ -38,6 +39,7 @@ def _worker_main(
     go: MpEvent,
     stop: MpEvent,
     start_at: Any,
+    loop_name: str,
 ) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -47,7 +49,7 @@ def _worker_main(
         out.put(("ready", worker, None))
         if not go.wait(_READY_TIMEOUT_S):
             return
-        result = asyncio.run(_worker_run(driver, float(start_at.value), stop))
+        result = run_loop(_worker_run(driver, float(start_at.value), stop), loop_name)
         out.put(
             (
                 "done",
@@ -81,7 +83,7 @@ async def _worker_run(driver: Driver, t0: float, stop: MpEvent) -> DriverResult:
 class WorkerPool:
     """N spawned driver processes; `start()` waits until each is ready to go."""
 
-    def __init__(self, scenario: Scenario, workers: int) -> None:
+    def __init__(self, scenario: Scenario, workers: int, loop_name: str = "asyncio") -> None:
         ctx = multiprocessing.get_context("spawn")
         self._n = workers
         self._queue: Any = ctx.Queue()
@@ -91,7 +93,16 @@ class WorkerPool:
         self._procs = [
             ctx.Process(
                 target=_worker_main,
-                args=(scenario, k, workers, self._queue, self._go, self._stop, self._start_at),
+                args=(
+                    scenario,
+                    k,
+                    workers,
+                    self._queue,
+                    self._go,
+                    self._stop,
+                    self._start_at,
+                    loop_name,
+                ),
                 name=f"perfsleuth-worker-{k}",
                 daemon=True,
             )

@@ -39,6 +39,7 @@ from tracker.scenario.model import (
     TargetSpec,
     Threshold,
 )
+from tracker.transport.message import header_problem
 
 _TOP = ("name", "description", "url", "probe_interval", "target", "load", "defaults",
         "requests", "datasets", "slo", "goodput", "session")  # fmt: skip
@@ -316,7 +317,12 @@ class _Reader:
                 key="headers",
             )
         where = f"{table.where}.headers"
-        return {k: cast(str, self.env(v, f"{where}.{k}")) for k, v in raw.items()}
+        out = {k: cast(str, self.env(v, f"{where}.{k}")) for k, v in raw.items()}
+        for name, value in out.items():
+            problem = header_problem(name, value)
+            if problem is not None:
+                table.fail(problem, key="headers")
+        return out
 
     def checks(self, req: Table) -> tuple[Check, ...]:
         out: list[Check] = []
