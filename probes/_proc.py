@@ -25,6 +25,24 @@ class HostStat(NamedTuple):
     ctxt: int
     procs_running: int
     procs_blocked: int
+    # (busy, total) ticks of each core, in /proc/stat's order (cpu0, cpu1, ...).
+    cores: tuple[tuple[int, int], ...] = ()
+
+
+class ThreadStat(NamedTuple):
+    """Scheduler counters of one thread."""
+
+    voluntary: int  # context switches it asked for (blocking)
+    involuntary: int  # times it was preempted
+    run_delay_ns: int  # time spent runnable, waiting for a CPU; -1 without schedstat
+
+
+def _busy_total(rest: str) -> tuple[int, int]:
+    # user nice system idle iowait irq softirq steal; guest time is already included
+    # in user/nice, so adding it would double count.
+    ticks = [int(v) for v in rest.split()[:8]]
+    total = sum(ticks)
+    return total - ticks[3] - ticks[4], total
 
 
 def read_host_stat(path: str = f"{PROC_ROOT}/stat") -> HostStat:
@@ -37,58 +55,91 @@ def read_host_stat(path: str = f"{PROC_ROOT}/stat") -> HostStat:
         The counters; ``busy_ticks``/``total_ticks`` are summed over all CPUs.
     """
     busy = total = ctxt = running = blocked = 0
+    cores: list[tuple[int, int]] = []
     with open(path, encoding="ascii") as f:
         for line in f:
             key, _, rest = line.partition(" ")
             if key == "cpu":
-                # user nice system idle iowait irq softirq steal; guest time is
-                # already included in user/nice, so adding it would double count.
-                ticks = [int(v) for v in rest.split()[:8]]
-                total = sum(ticks)
-                busy = total - ticks[3] - ticks[4]
+                busy, total = _busy_total(rest)
+            elif key.startswith("cpu"):
+                cores.append(_busy_total(rest))
             elif key == "ctxt":
                 ctxt = int(rest)
             elif key == "procs_running":
                 running = int(rest)
             elif key == "procs_blocked":
                 blocked = int(rest)
-    return HostStat(busy, total, ctxt, running, blocked)
+    return HostStat(busy, total, ctxt, running, blocked, tuple(cores))
 
 
-def read_thread_ctx_switches(pid: int) -> dict[int, tuple[int, int]]:
-    """Read voluntary and involuntary context switches of every thread of a process.
+def read_thread_stats(pid: int) -> dict[int, ThreadStat]:
+    """Read the context switches and run delay of every thread of a process.
 
     /proc/<pid>/status only reports the main thread (so does psutil's
-    ``num_ctx_switches``), which misses worker threads, hence the per-task walk.
+    ``num_ctx_switches``), which misses worker threads, hence the per-task walk; the
+    run delay comes from each task's schedstat (absent on kernels built without
+    CONFIG_SCHEDSTATS, then -1).
 
     Args:
         pid: Process id.
 
     Returns:
-        ``{tid: (voluntary, involuntary)}``; empty if the process is gone.
-        Threads that exit during the walk are left out.
+        ``{tid: ThreadStat}``; empty if the process is gone. Threads that exit during
+        the walk are left out.
     """
     task_dir = f"{PROC_ROOT}/{pid}/task"
     try:
         tids = os.listdir(task_dir)
     except (FileNotFoundError, ProcessLookupError):
         return {}
-    result: dict[int, tuple[int, int]] = {}
+    result: dict[int, ThreadStat] = {}
     for tid in tids:
-        voluntary = involuntary = -1
         try:
-            with open(f"{task_dir}/{tid}/status", encoding="utf-8", errors="replace") as f:
-                for line in f:
-                    if line.startswith("voluntary_ctxt_switches:"):
-                        voluntary = int(line.split()[1])
-                    elif line.startswith("nonvoluntary_ctxt_switches:"):
-                        involuntary = int(line.split()[1])
-                        break
+            with open(f"{task_dir}/{tid}/status", "rb") as f:
+                status = f.read()
         except (FileNotFoundError, ProcessLookupError):
             continue
-        if voluntary >= 0 and involuntary >= 0:
-            result[int(tid)] = (voluntary, involuntary)
+        voluntary = _status_field(status, b"\nvoluntary_ctxt_switches:")
+        involuntary = _status_field(status, b"\nnonvoluntary_ctxt_switches:")
+        if voluntary < 0 or involuntary < 0:
+            continue
+        run_delay = -1
+        try:
+            with open(f"{task_dir}/{tid}/schedstat", "rb") as f:
+                fields = f.read().split()
+            if len(fields) >= 2:
+                run_delay = int(fields[1])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+        result[int(tid)] = ThreadStat(voluntary, involuntary, run_delay)
     return result
+
+
+def _status_field(status: bytes, key: bytes) -> int:
+    start = status.find(key)
+    if start < 0:
+        return -1
+    start += len(key)
+    end = status.find(b"\n", start)
+    return int(status[start : end if end >= 0 else len(status)])
+
+
+def read_page_faults(pid: int) -> tuple[int, int] | None:
+    """Minor and major page faults of a process (all its threads), or None if gone.
+
+    From /proc/<pid>/stat fields 10 and 12 (1-based), which psutil does not expose.
+    """
+    try:
+        with open(f"{PROC_ROOT}/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # After "pid (comm) " the state is field 3, so minflt (10) and majflt (12) sit at
+    # offsets 7 and 9; comm may hold spaces and parentheses, hence the rfind.
+    fields = data[data.rfind(b")") + 2 :].split()
+    if len(fields) < 10:
+        return None
+    return int(fields[7]), int(fields[9])
 
 
 def read_exit_status(pid: int) -> int | None:

@@ -10,7 +10,7 @@ from typing import ClassVar
 
 import psutil
 
-from probes._proc import HostStat, read_host_stat, read_thread_ctx_switches
+from probes._proc import HostStat, ThreadStat, read_host_stat, read_thread_stats
 
 ProcKey = tuple[int, float]
 """(pid, create_time): survives pid reuse, unlike the bare pid."""
@@ -42,6 +42,19 @@ class CpuProbe:
             "involuntary context switches of the target tree (preempted: CPU contention)",
         ),
         "cpu.host_ctx_switches_per_s": ("1/s", "context switches on the whole host"),
+        "cpu.run_delay_ms_per_s": (
+            "ms/s",
+            "time the target's threads spent runnable but waiting for a CPU (schedstat), "
+            "summed over threads: CPU contention felt by the target",
+        ),
+        "cpu.process_max_pct": ("%", "CPU used by the busiest single process of the tree"),
+        "cpu.pid<PID>_pct": (
+            "%",
+            "CPU used by each process of the tree (names change with pids: for looking "
+            "inside one run, not for comparing runs)",
+        ),
+        "cpu.core<N>_pct": ("%", "busy time of host core N, 0-100"),
+        "cpu.processes": ("count", "processes in the target tree"),
         "cpu.threads": ("count", "threads in the target tree"),
         "cpu.run_queue": ("count", "host run queue: runnable tasks, procs_running in /proc/stat"),
         "cpu.procs_blocked": ("count", "host tasks blocked on I/O (/proc/stat)"),
@@ -54,7 +67,7 @@ class CpuProbe:
         self._prev_wall = 0.0
         self._prev_host: HostStat | None = None
         self._prev_cpu: dict[ProcKey, float] = {}
-        self._prev_ctx: dict[ProcKey, dict[int, tuple[int, int]]] = {}
+        self._prev_ctx: dict[ProcKey, dict[int, ThreadStat]] = {}
 
     def sample(self, now: float, procs: list[psutil.Process]) -> dict[str, float]:
         """Read counters and return gauges plus rates since the previous call.
@@ -91,15 +104,25 @@ class CpuProbe:
                 busy = max(0, host.busy_ticks - prev.busy_ticks)
                 metrics["cpu.host_pct"] = min(100.0, 100.0 * busy / total)
             metrics["cpu.host_ctx_switches_per_s"] = max(0, host.ctxt - prev.ctxt) / dt
+            if len(prev.cores) == len(host.cores):  # a CPU hot-plugged: skip one tick
+                for i, ((busy, total), (pbusy, ptotal)) in enumerate(
+                    zip(host.cores, prev.cores, strict=True)
+                ):
+                    if total > ptotal:
+                        share = max(0, busy - pbusy) / (total - ptotal)
+                        metrics[f"cpu.core{i}_pct"] = min(100.0, 100.0 * share)
         self._prev_host = host
         return metrics
 
     def _sample_tree(self, procs: list[psutil.Process], dt: float) -> dict[str, float]:
         have_baseline = dt > 0 and bool(self._prev_cpu)
         cur_cpu: dict[ProcKey, float] = {}
-        cur_ctx: dict[ProcKey, dict[int, tuple[int, int]]] = {}
+        cur_ctx: dict[ProcKey, dict[int, ThreadStat]] = {}
+        per_process: dict[int, float] = {}
         threads = 0
         cpu_s = voluntary = involuntary = 0.0
+        run_delay_ns = 0
+        schedstat = False
         for proc in procs:
             try:
                 with proc.oneshot():
@@ -108,28 +131,43 @@ class CpuProbe:
                 key = (proc.pid, proc.create_time())
             except psutil.Error:
                 continue  # exited (or hidden) between listing and reading
-            ctx = read_thread_ctx_switches(proc.pid)
+            stats = read_thread_stats(proc.pid)
             threads += n_threads
             cur_cpu[key] = times.user + times.system
-            cur_ctx[key] = ctx
+            cur_ctx[key] = stats
             if not have_baseline:
                 continue
             known = key in self._prev_cpu
             if not known and key[1] < self._prev_wall - _CREATE_TIME_SLACK_S:
                 continue  # old process seen for the first time: baseline only
-            cpu_s += max(0.0, cur_cpu[key] - self._prev_cpu.get(key, 0.0))
+            used = max(0.0, cur_cpu[key] - self._prev_cpu.get(key, 0.0))
+            cpu_s += used
+            per_process[proc.pid] = used
             prev_threads = self._prev_ctx.get(key, {})
-            for tid, (vol, invol) in ctx.items():
-                pvol, pinvol = prev_threads.get(tid, (0, 0))
-                if vol < pvol or invol < pinvol:
+            for tid, stat in stats.items():
+                prev = prev_threads.get(tid, _NEW_THREAD)
+                if stat.voluntary < prev.voluntary or stat.involuntary < prev.involuntary:
                     continue  # tid reused by a new thread: rebaseline
-                voluntary += vol - pvol
-                involuntary += invol - pinvol
+                voluntary += stat.voluntary - prev.voluntary
+                involuntary += stat.involuntary - prev.involuntary
+                if stat.run_delay_ns >= 0:
+                    schedstat = True
+                    run_delay_ns += max(0, stat.run_delay_ns - max(prev.run_delay_ns, 0))
         self._prev_cpu = cur_cpu
         self._prev_ctx = cur_ctx
-        metrics = {"cpu.threads": float(threads)}
+        metrics = {"cpu.threads": float(threads), "cpu.processes": float(len(cur_cpu))}
         if have_baseline:
             metrics["cpu.process_pct"] = 100.0 * cpu_s / dt
             metrics["cpu.ctx_switches_voluntary_per_s"] = voluntary / dt
             metrics["cpu.ctx_switches_involuntary_per_s"] = involuntary / dt
+            if schedstat:
+                metrics["cpu.run_delay_ms_per_s"] = run_delay_ns / 1e6 / dt
+            if per_process:
+                metrics["cpu.process_max_pct"] = 100.0 * max(per_process.values()) / dt
+                for pid, used in per_process.items():
+                    metrics[f"cpu.pid{pid}_pct"] = 100.0 * used / dt
         return metrics
+
+
+# A thread born since the previous sample counts from zero.
+_NEW_THREAD = ThreadStat(0, 0, 0)

@@ -67,6 +67,20 @@ class DiskProbe:
         "disk.write_iops": ("1/s", "completed writes on the host's physical disks"),
         "disk.read_mb_per_s": ("MiB/s", "bytes read from the host's physical disks"),
         "disk.write_mb_per_s": ("MiB/s", "bytes written to the host's physical disks"),
+        "disk.await_ms": (
+            "ms",
+            "mean time a completed disk request took, queueing included (iostat's await)",
+        ),
+        "disk.util_pct": (
+            "%",
+            "busy time of the busiest physical disk (iostat's %util), 0-100",
+        ),
+        "disk.<DEV>_read_iops": ("1/s", "completed reads on disk DEV"),
+        "disk.<DEV>_write_iops": ("1/s", "completed writes on disk DEV"),
+        "disk.<DEV>_read_mb_per_s": ("MiB/s", "bytes read from disk DEV"),
+        "disk.<DEV>_write_mb_per_s": ("MiB/s", "bytes written to disk DEV"),
+        "disk.<DEV>_await_ms": ("ms", "mean time a completed request on disk DEV took"),
+        "disk.<DEV>_util_pct": ("%", "busy time of disk DEV, 0-100"),
     }
 
     def __init__(self, disks: Collection[str] | None = None) -> None:
@@ -107,24 +121,52 @@ class DiskProbe:
         cur = {name: counters[name] for name in self._disks if name in counters}
         metrics: dict[str, float] = {}
         if self._prev_now is not None and now > self._prev_now:
-            dt = now - self._prev_now
-            reads = writes = rbytes = wbytes = 0
-            for name, c in cur.items():
-                p = self._prev.get(name)
-                if p is None or c.read_count < p.read_count or c.write_count < p.write_count:
-                    continue  # new disk or counter reset: rebaseline
-                reads += c.read_count - p.read_count
-                writes += c.write_count - p.write_count
-                rbytes += max(0, c.read_bytes - p.read_bytes)
-                wbytes += max(0, c.write_bytes - p.write_bytes)
-            metrics = {
+            metrics = self._rates(cur, now - self._prev_now)
+        self._prev = cur
+        self._prev_now = now
+        return metrics
+
+    def _rates(self, cur: dict[str, Any], dt: float) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        reads = writes = rbytes = wbytes = io_ms = 0
+        busiest = 0.0
+        for name, c in cur.items():
+            p = self._prev.get(name)
+            if p is None or c.read_count < p.read_count or c.write_count < p.write_count:
+                continue  # new disk or counter reset: rebaseline
+            d_reads = c.read_count - p.read_count
+            d_writes = c.write_count - p.write_count
+            d_rbytes = max(0, c.read_bytes - p.read_bytes)
+            d_wbytes = max(0, c.write_bytes - p.write_bytes)
+            # read_time / write_time: total ms requests spent from issue to completion.
+            d_io_ms = max(0, c.read_time - p.read_time) + max(0, c.write_time - p.write_time)
+            # busy_time: ms the device had requests in flight (the kernel's io_ticks).
+            util = min(100.0, 100.0 * max(0, c.busy_time - p.busy_time) / 1000.0 / dt)
+            reads += d_reads
+            writes += d_writes
+            rbytes += d_rbytes
+            wbytes += d_wbytes
+            io_ms += d_io_ms
+            busiest = max(busiest, util)
+            metrics[f"disk.{name}_read_iops"] = d_reads / dt
+            metrics[f"disk.{name}_write_iops"] = d_writes / dt
+            metrics[f"disk.{name}_read_mb_per_s"] = d_rbytes / MIB / dt
+            metrics[f"disk.{name}_write_mb_per_s"] = d_wbytes / MIB / dt
+            metrics[f"disk.{name}_util_pct"] = util
+            if d_reads + d_writes:
+                metrics[f"disk.{name}_await_ms"] = d_io_ms / (d_reads + d_writes)
+        metrics.update(
+            {
                 "disk.read_iops": reads / dt,
                 "disk.write_iops": writes / dt,
                 "disk.read_mb_per_s": rbytes / MIB / dt,
                 "disk.write_mb_per_s": wbytes / MIB / dt,
+                "disk.util_pct": busiest,
             }
-        self._prev = cur
-        self._prev_now = now
+        )
+        if reads + writes:
+            # No request completed, no await: a gap, not a zero that would read as fast.
+            metrics["disk.await_ms"] = io_ms / (reads + writes)
         return metrics
 
 
@@ -140,6 +182,14 @@ class ProcessIOProbe:
     METRICS: ClassVar[dict[str, tuple[str, str]]] = {
         "proc.io_read_mb_per_s": ("MiB/s", "storage reads by the target tree"),
         "proc.io_write_mb_per_s": ("MiB/s", "storage writes by the target tree"),
+        "proc.io_read_syscalls_per_s": (
+            "1/s",
+            "read-like system calls of the target tree (read, pread, recv...; sockets too)",
+        ),
+        "proc.io_write_syscalls_per_s": (
+            "1/s",
+            "write-like system calls of the target tree (write, pwrite, send...; sockets too)",
+        ),
     }
 
     def __init__(self) -> None:
@@ -147,8 +197,10 @@ class ProcessIOProbe:
         self.unavailable: str | None = None
         self._prev_now: float | None = None
         self._prev_wall = 0.0
-        self._prev: dict[ProcKey, tuple[int, int, int]] = {}  # key -> (read, write, ppid)
-        # Parent key -> [read, write, expiry] still to discount for reaped children.
+        # key -> (read bytes, write bytes, read calls, write calls, ppid)
+        self._prev: dict[ProcKey, tuple[int, int, int, int, int]] = {}
+        # Parent key -> [read bytes, write bytes, read calls, write calls, expiry] still to
+        # discount for reaped children.
         self._owed: dict[ProcKey, list[float]] = {}
 
     def sample(self, now: float, procs: list[psutil.Process]) -> dict[str, float]:
@@ -161,14 +213,20 @@ class ProcessIOProbe:
         Returns:
             Metrics named as in :attr:`METRICS`.
         """
-        cur: dict[ProcKey, tuple[int, int, int]] = {}
+        cur: dict[ProcKey, tuple[int, int, int, int, int]] = {}
         denied = 0
         for proc in procs:
             try:
                 with proc.oneshot():
                     io = proc.io_counters()
                     ppid = proc.ppid()
-                cur[(proc.pid, proc.create_time())] = (io.read_bytes, io.write_bytes, ppid)
+                cur[(proc.pid, proc.create_time())] = (
+                    io.read_bytes,
+                    io.write_bytes,
+                    io.read_count,
+                    io.write_count,
+                    ppid,
+                )
             except psutil.AccessDenied:
                 denied += 1
             except psutil.Error:
@@ -188,38 +246,43 @@ class ProcessIOProbe:
         return metrics
 
     def _rates(
-        self, cur: dict[ProcKey, tuple[int, int, int]], dt: float, now: float
+        self, cur: dict[ProcKey, tuple[int, int, int, int, int]], dt: float, now: float
     ) -> dict[str, float]:
         by_pid = {key[0]: key for key in cur}
-        for key, (rd, wr, ppid) in self._prev.items():
+        for key, (*counts, ppid) in self._prev.items():
             parent = by_pid.get(ppid)
             if key not in cur and parent is not None:
-                debt = self._owed.setdefault(parent, [0.0, 0.0, 0.0])
-                debt[0] += rd
-                debt[1] += wr
-                debt[2] = now + _REAP_DISCOUNT_TTL_S
-        read_total = write_total = 0.0
-        for key, (rd, wr, _) in cur.items():
+                debt = self._owed.setdefault(parent, [0.0] * (_COUNTERS + 1))
+                for i in range(_COUNTERS):
+                    debt[i] += counts[i]
+                debt[_COUNTERS] = now + _REAP_DISCOUNT_TTL_S
+        totals = [0.0] * _COUNTERS
+        for key, (*counts, _) in cur.items():
             prev = self._prev.get(key)
             if prev is None:
                 if key[1] < self._prev_wall - _CREATE_TIME_SLACK_S:
                     continue  # old process seen for the first time: baseline only
-                prev = (0, 0, 0)  # born since the last sample: its counters started at 0
-            d_read = float(max(0, rd - prev[0]))
-            d_write = float(max(0, wr - prev[1]))
+                prev = (0, 0, 0, 0, 0)  # born since the last sample: counters started at 0
             owed = self._owed.get(key)
-            if owed is not None:
-                take_r, take_w = min(d_read, owed[0]), min(d_write, owed[1])
-                d_read -= take_r
-                d_write -= take_w
-                owed[0] -= take_r
-                owed[1] -= take_w
-            read_total += d_read
-            write_total += d_write
+            for i in range(_COUNTERS):
+                delta = float(max(0, counts[i] - prev[i]))
+                if owed is not None:
+                    taken = min(delta, owed[i])
+                    delta -= taken
+                    owed[i] -= taken
+                totals[i] += delta
         self._owed = {
-            k: v for k, v in self._owed.items() if k in cur and v[2] > now and (v[0] or v[1])
+            k: v
+            for k, v in self._owed.items()
+            if k in cur and v[_COUNTERS] > now and any(v[:_COUNTERS])
         }
         return {
-            "proc.io_read_mb_per_s": read_total / MIB / dt,
-            "proc.io_write_mb_per_s": write_total / MIB / dt,
+            "proc.io_read_mb_per_s": totals[0] / MIB / dt,
+            "proc.io_write_mb_per_s": totals[1] / MIB / dt,
+            "proc.io_read_syscalls_per_s": totals[2] / dt,
+            "proc.io_write_syscalls_per_s": totals[3] / dt,
         }
+
+
+# Counters kept per process: read bytes, write bytes, read calls, write calls.
+_COUNTERS = 4

@@ -19,7 +19,10 @@ import psutil
 
 from probes.cpu import CpuProbe
 from probes.disk import DiskProbe, ProcessIOProbe
+from probes.gpu import GpuProbe
 from probes.memory import MemoryProbe
+from probes.own import SelfProbe
+from probes.pressure import PressureProbe
 from probes.target import Target
 
 log = logging.getLogger(__name__)
@@ -66,8 +69,16 @@ class ProbeSample:
 
 
 def default_probes() -> list[Probe]:
-    """Return fresh instances of the standard probes (CPU, memory, disk, process I/O)."""
-    return [CpuProbe(), MemoryProbe(), DiskProbe(), ProcessIOProbe()]
+    """Fresh instances of the standard probes: CPU, memory, PSI, disk, process I/O, GPU, self."""
+    return [
+        CpuProbe(),
+        MemoryProbe(),
+        PressureProbe(),
+        DiskProbe(),
+        ProcessIOProbe(),
+        GpuProbe(),
+        SelfProbe(),
+    ]
 
 
 class Sampler:
@@ -107,6 +118,7 @@ class Sampler:
         self.interval_s = interval_s
         self._on_sample = on_sample
         self._probes: list[Probe] = list(probes) if probes is not None else default_probes()
+        self._owned = list(self._probes)  # closed by stop(), dropped ones included
         self._unavailable: dict[str, str] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -165,10 +177,24 @@ class Sampler:
         """
         self._stop.set()
         thread = self._thread
-        if thread is None:
-            return True
-        thread.join(timeout)
-        return not thread.is_alive()
+        if thread is not None:
+            thread.join(timeout)
+        ended = thread is None or not thread.is_alive()
+        if ended:
+            self._close_probes()
+        return ended
+
+    def _close_probes(self) -> None:
+        """Release what probes hold (NVML sessions, py-spy processes, sockets)."""
+        for probe in self._owned:
+            close = getattr(probe, "close", None)
+            if close is None:
+                continue
+            try:
+                close()
+            except Exception:
+                log.exception("closing probe %r failed", probe.name)
+        self._owned = []
 
     def __enter__(self) -> Sampler:
         self.start()

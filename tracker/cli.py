@@ -142,6 +142,45 @@ def run(ctx: click.Context, /, scenario_file: str | None, **options: Any) -> Non
 
 
 @cli.command()
+@click.argument("pid", type=int, required=False)
+@click.option("--name", default=None, metavar="NAME", help="Attach to the process matching NAME.")
+@click.option("--duration", type=DURATION, default=None, help="How long to watch [until Ctrl-C].")
+@click.option(
+    "--probe-interval", type=DURATION, default="250ms", show_default=True, help="Sampling interval."
+)
+@click.option(
+    "--no-tui", is_flag=True, help="Plain progress lines (the default until the TUI lands)."
+)
+@click.option(
+    "--json", "json_path", default=None, metavar="FILE", help="Write the run JSON (- for stdout)."
+)
+@click.option("--tag", default=None, help="Label the run, e.g. a build or branch name.")
+@db_option
+def attach(
+    pid: int | None,
+    name: str | None,
+    duration: float | None,
+    probe_interval: float,
+    no_tui: bool,
+    json_path: str | None,
+    tag: str | None,
+    db_url: str | None,
+) -> None:
+    """Probe a running process tree (PID or --name) without load, and store what it did."""
+    from tracker import commands
+
+    commands.attach(
+        pid=pid,
+        name=name,
+        duration=duration,
+        probe_interval=probe_interval,
+        json_path=json_path,
+        tag=tag,
+        db_url=db_url,
+    )
+
+
+@cli.command()
 @click.option("--duration", type=DURATION, default="40s", show_default=True, help="Load duration.")
 @click.option(
     "--fault",

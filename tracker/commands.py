@@ -171,6 +171,49 @@ def run(scenario_file: str | None, options: dict[str, Any], given: set[str]) -> 
         sys.exit(EXIT_REGRESSION)
 
 
+def attach(
+    *,
+    pid: int | None,
+    name: str | None,
+    duration: float | None,
+    probe_interval: float,
+    json_path: str | None,
+    tag: str | None,
+    db_url: str | None,
+) -> None:
+    """`perfsleuth attach`: probes only; exit codes as for `run`."""
+    from probes import ProbeError, Target
+    from tracker.attach import execute_attach
+    from tracker.report import render_run
+    from tracker.store import Store
+
+    if (pid is None) == (name is None):
+        raise UsageError("give a PID or --name NAME (one of them), e.g. perfsleuth attach 4242")
+    if duration is not None and duration <= 0:
+        raise UsageError(
+            "--duration: must be positive, e.g. 30s (leave it out to stop with Ctrl-C)"
+        )
+    if probe_interval < MIN_PROBE_INTERVAL_S:
+        raise UsageError(
+            f"--probe-interval: must be at least {MIN_PROBE_INTERVAL_S * 1000:.0f}ms, e.g. 250ms"
+        )
+    check_json_path(json_path)
+    try:
+        target = Target.from_pid(pid) if pid is not None else Target.from_name(name or "")
+    except ProbeError as exc:
+        raise UsageError(str(exc)) from None
+    store = Store.open(db_url)
+    result = execute_attach(target, store, duration_s=duration, interval_s=probe_interval, tag=tag)
+    click.echo(render_run(result.document), err=json_path == "-")
+    if json_path:
+        write_json(json_path, result.document)
+    if result.status == "failed":
+        sys.exit(EXIT_RUN_FAILED)
+    if result.status == "interrupted" and duration is not None:
+        click.echo(f"run {result.run_id} was interrupted; what ran is stored", err=True)
+        sys.exit(_EXIT_INTERRUPTED)
+
+
 def demo(
     *, duration: float, fault: str, rate: float, json_path: str | None, db_url: str | None
 ) -> None:

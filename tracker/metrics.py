@@ -27,6 +27,7 @@ TTFT = "ttft"
 ITL = "itl"
 TPOT = "tpot"
 SCHEDULE_LAG = "schedule_lag"
+LOOP_LAG = "loop_lag"  # the driver's event loop: how late a 50 ms timer fires
 INFLIGHT_WAIT = "inflight_wait"  # open model with --max-inflight queue: waiting for a slot
 SESSION = "session"  # a whole session, from its intended start to its last response
 

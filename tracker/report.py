@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from probes import family_of
 from tracker.units import format_ms
 
 _PCTS = ("p50", "p90", "p99", "max")
@@ -29,6 +30,14 @@ def render_run(doc: dict[str, Any]) -> str:
     ]
     if doc.get("error"):
         lines.append(f"  error: {doc['error']}")
+    if doc.get("load"):
+        lines.extend(_load_lines(doc))
+    lines.extend(_probe_lines(doc))
+    return "\n".join(lines)
+
+
+def _load_lines(doc: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
     req = doc["requests"]
     rate = doc.get("target_rate_rps")
     lines.append(
@@ -74,19 +83,36 @@ def render_run(doc: dict[str, Any]) -> str:
         )
     driver = doc.get("driver") or {}
     lag = driver.get("schedule_lag_ms")
+    loop_lag = driver.get("loop_lag_ms")
+    cpu = driver.get("cpu_pct")
+    parts = []
     if lag:
+        parts.append(f"schedule lag p99 {format_ms(lag.get('p99'))}")
+    if loop_lag:
+        parts.append(f"event-loop lag p99 {format_ms(loop_lag.get('p99'))}")
+    if cpu:
+        parts.append(f"cpu {cpu['mean']:.0f}% (max {cpu['max']:.0f}%)")
+    if parts:
         lines.append(
-            f"  driver schedule lag p99 {format_ms(lag.get('p99'))}"
+            "  driver "
+            + "  ".join(parts)
             + (
-                "  (SATURATED: the driver could not keep its schedule)"
+                "  (SATURATED: the driver could not keep up; latencies partly measure it)"
                 if driver.get("saturated")
                 else ""
             )
         )
+    return lines
+
+
+def _probe_lines(doc: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
     probes = doc.get("probes") or {}
     if probes:
         lines.append("  probes (mean / max):")
         for name, stats in probes.items():
+            if "<" in (family_of(name) or ""):
+                continue  # per core / pid / disk: in the JSON, too many for a summary
             unit = stats.get("unit") or ""
             lines.append(f"    {name:<38} {stats['mean']:>10.1f} / {stats['max']:<10.1f} {unit}")
     for probe, reason in (doc.get("probes_unavailable") or {}).items():
@@ -102,4 +128,4 @@ def render_run(doc: dict[str, Any]) -> str:
             f"  finding {finding['start_s']:.0f}-{finding['end_s']:.0f}s {finding['metric']}"
             f" {finding['change_pct']:+.0f}% cause {finding['cause']}"
         )
-    return "\n".join(lines)
+    return lines

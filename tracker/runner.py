@@ -215,7 +215,7 @@ def execute_run(
             run_id,
             status=run.status,
             duration_s=run.duration_s or 0.0,
-            summary=_summary_for_history(document),
+            summary=summary_for_history(document),
             probes_unavailable=run.probes_unavailable,
             error=error,
         )
@@ -280,7 +280,7 @@ async def _drive(
     return result
 
 
-def _summary_for_history(doc: dict[str, Any]) -> dict[str, Any]:
+def summary_for_history(doc: dict[str, Any]) -> dict[str, Any]:
     """The few numbers `history` lists without reading windows."""
     summary = {
         key: doc.get(key)

@@ -51,7 +51,10 @@ def test_stages_ramp_the_rate(app, tmp_path):
     assert doc["target_rate_rps"] is None
     sent = [w["sent"] for w in windows(tmp_path, doc["run_id"])]
     assert sent[0] < sent[1] < sent[2]
-    assert sent[2] == sent[3] == 40
+    # 40 per second at the plateau; windows count actual sends, so on a busy machine
+    # the last arrival of a second (due 25 ms before its end) may go out in the next.
+    assert abs(sent[2] - 40) <= 1 and abs(sent[3] - 40) <= 1, sent
+    assert sum(sent[2:]) == 80, sent
 
 
 def test_throttle_reach_and_hold(app, tmp_path):

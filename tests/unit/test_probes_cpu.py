@@ -71,13 +71,16 @@ def test_first_sample_is_gauges_only_and_no_target_means_no_tree_metrics() -> No
     assert first["cpu.run_queue"] >= 1
     time.sleep(0.1)
     second = probe.sample(time.monotonic(), [])
+    cores = {f"cpu.core{i}_pct" for i in range(os.cpu_count() or 1)}
     assert set(second) == {
         "cpu.run_queue",
         "cpu.procs_blocked",
         "cpu.host_pct",
         "cpu.host_ctx_switches_per_s",
+        *cores,
     }
     assert 0 <= second["cpu.host_pct"] <= 100
+    assert all(0 <= second[name] <= 100 for name in cores)
     assert second["cpu.host_ctx_switches_per_s"] > 0
 
 
@@ -95,7 +98,18 @@ def test_busy_single_thread_is_one_core(spawn: Spawn) -> None:
     assert 30 <= metrics["cpu.process_pct"] <= 115, metrics
     assert abs(metrics["cpu.process_pct"] - used) <= 15, (metrics, used)
     assert metrics["cpu.threads"] == 1
+    assert metrics["cpu.processes"] == 1
+    assert metrics["cpu.process_max_pct"] == metrics["cpu.process_pct"]
+    assert metrics[f"cpu.pid{proc.pid}_pct"] == metrics["cpu.process_pct"]
     assert metrics["cpu.host_pct"] >= 100 / (os.cpu_count() or 1) * 0.7
+
+
+def test_a_pinned_hog_shows_on_its_core(spawn: Spawn) -> None:
+    cpu = max(os.sched_getaffinity(0))
+    target = Target.from_pid(spawn(HOG, str(cpu)).pid)
+    time.sleep(0.2)
+    metrics = measure(CpuProbe(), target, 0.6)
+    assert metrics[f"cpu.core{cpu}_pct"] > 70, metrics
 
 
 def test_voluntary_switches_of_non_main_threads_are_counted(spawn: Spawn) -> None:
@@ -113,7 +127,9 @@ def test_competing_hog_on_same_core_raises_involuntary_switches(spawn: Spawn) ->
     probe = CpuProbe()
     time.sleep(0.2)
     # Other processes on a shared box preempt in bursts: keep the quietest window.
-    alone = min(measure(probe, target, 0.3)["cpu.ctx_switches_involuntary_per_s"] for _ in range(3))
+    quiet = [measure(probe, target, 0.3) for _ in range(3)]
+    alone = min(m["cpu.ctx_switches_involuntary_per_s"] for m in quiet)
+    waited_alone = min(m["cpu.run_delay_ms_per_s"] for m in quiet)
     if alone > 60:
         pytest.skip(f"CPU {cpu} already contended by other processes ({alone:.0f} preemptions/s)")
     spawn(HOG, cpu)
@@ -122,6 +138,10 @@ def test_competing_hog_on_same_core_raises_involuntary_switches(spawn: Spawn) ->
     shared = contended["cpu.ctx_switches_involuntary_per_s"]
     assert shared > max(1.5 * alone, alone + 40), (alone, shared)
     assert contended["cpu.process_pct"] < 75, contended  # roughly half a core each
+    # Sharing a core, the busy thread waits for it about half of the time (run delay
+    # from schedstat): ~500 ms per second, against next to nothing alone.
+    waited = contended["cpu.run_delay_ms_per_s"]
+    assert waited > max(250, 3 * waited_alone), (waited_alone, waited)
 
 
 def test_worker_born_between_samples_counts_from_zero(spawn: Spawn) -> None:

@@ -104,6 +104,9 @@ def test_fsynced_writes_show_as_process_io(writer: subprocess.Popen[bytes]) -> N
     assert probe.unavailable is None
     assert metrics["proc.io_write_mb_per_s"] > 2, metrics
     assert metrics["proc.io_read_mb_per_s"] >= 0
+    # One write() per MiB written, plus the interpreter's own few.
+    calls = metrics["proc.io_write_syscalls_per_s"]
+    assert calls >= metrics["proc.io_write_mb_per_s"] * 0.9, metrics
 
 
 def test_fsynced_writes_show_as_host_disk_io(writer: subprocess.Popen[bytes]) -> None:
@@ -116,6 +119,12 @@ def test_fsynced_writes_show_as_host_disk_io(writer: subprocess.Popen[bytes]) ->
     metrics = probe.sample(time.monotonic(), [])
     assert metrics["disk.write_iops"] > 5, (probe.disks, metrics)
     assert metrics["disk.write_mb_per_s"] > 2, (probe.disks, metrics)
+    # fsync'd writes keep a disk busy and every request takes some time.
+    assert 0 < metrics["disk.util_pct"] <= 100, metrics
+    assert metrics["disk.await_ms"] > 0, metrics
+    per_disk = sum(metrics[f"disk.{name}_write_iops"] for name in probe.disks)
+    assert per_disk == pytest.approx(metrics["disk.write_iops"])
+    assert max(metrics[f"disk.{name}_util_pct"] for name in probe.disks) == metrics["disk.util_pct"]
 
 
 def test_physical_disks_skip_virtual_devices_and_partitions() -> None:

@@ -11,7 +11,7 @@ import time
 import psutil
 import pytest
 
-from probes import METRICS, UNITS, MemoryProbe, ProbeSample, Sampler, Target
+from probes import METRICS, UNITS, MemoryProbe, ProbeSample, Sampler, Target, family_of
 
 
 class Collector:
@@ -176,12 +176,29 @@ def test_default_probes_emit_exactly_the_documented_metrics() -> None:
         sampler.sample_once()
         time.sleep(0.1)
         sample = sampler.sample_once()
-    expected = set(METRICS)
-    if "disk" in sampler.unavailable:
-        expected -= {name for name in METRICS if name.startswith("disk.")}
-    assert set(sample.metrics) == expected
+    emitted = set(sample.metrics)
+    assert all(family_of(name) is not None for name in emitted), emitted
+    expected = {name for name in METRICS if "<" not in name}
+    # Present only when something happened or the host offers it.
+    expected.discard("disk.await_ms")  # no disk request completed in the interval
+    for probe, prefix in (("disk", "disk."), ("pressure", ".psi_"), ("gpu", "gpu.")):
+        if probe in sampler.unavailable:
+            expected -= {name for name in expected if prefix in name}
+    assert expected <= emitted, expected - emitted
+    assert {family_of(name) for name in emitted} >= {"cpu.core<N>_pct", "cpu.pid<PID>_pct"}
     assert sample.target_alive
     for name, text in METRICS.items():
-        assert re.fullmatch(r"[a-z]+\.[a-z_]+", name), name
+        assert re.fullmatch(r"[a-z]+(<N>)?\.[a-z_<>A-Z]+", name), name
         assert text.startswith(f"{UNITS[name]}: ")
-    assert set(UNITS.values()) <= {"%", "1/s", "count", "MiB", "MiB/s"}
+    assert set(UNITS.values()) <= {
+        "%",
+        "1/s",
+        "count",
+        "MiB",
+        "MiB/s",
+        "ms",
+        "ms/s",
+        "MHz",
+        "W",
+        "°C",
+    }

@@ -26,6 +26,7 @@ from tracker.metrics import (
     ITL,
     LATENCY,
     LATENCY_UNCORRECTED,
+    LOOP_LAG,
     SCHEDULE_LAG,
     SESSION,
     TOKENS_COUNTED,
@@ -44,6 +45,8 @@ WindowCallback = Callable[[Window], None]
 # wait counts in corrected latency). Kept well under the usual 1,024 open-file limit's
 # multiples; each worker process has its own.
 MAX_CONNECTIONS = 1024
+# How often the event loop's lag is probed (a timer of this length, measured).
+_LOOP_PROBE_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,7 @@ class Driver:
         async with Client(max_connections=MAX_CONNECTIONS) as client:
             self._pool = client.pool(Origin.of(self._scenario.base_url))
             ticker = asyncio.create_task(self._tick())
+            watcher = asyncio.create_task(self._watch_loop())
             model = run_open if load.model == "open" else run_closed
             work = asyncio.create_task(model(load, self))
             stopper = asyncio.create_task(stop.wait())
@@ -111,7 +115,8 @@ class Driver:
                 task.cancel()
             await asyncio.gather(work, stopper, *self._inflight, return_exceptions=True)
             ticker.cancel()
-            await asyncio.gather(ticker, return_exceptions=True)
+            watcher.cancel()
+            await asyncio.gather(ticker, watcher, return_exceptions=True)
         ended = time.monotonic()
         self._emit_until(ended, final=True)
         return DriverResult(
@@ -249,6 +254,19 @@ class Driver:
                 window.hist(TPOT).record_ms(tpot_ms)
         if self._goodput is not None and self._goodput.is_good(ttft_ms, tpot_ms, e2e_ms):
             window.good += 1
+
+    async def _watch_loop(self) -> None:
+        """Record how late a short timer fires: the event loop's own lag.
+
+        In the open model the schedule lag shows a busy loop; in the closed model there
+        is no schedule, and this is what shows a driver that cannot keep up.
+        """
+        while True:
+            started = time.monotonic()
+            await asyncio.sleep(_LOOP_PROBE_S)
+            now = time.monotonic()
+            late_ms = (now - started - _LOOP_PROBE_S) * 1000.0
+            self._window_at(now).hist(LOOP_LAG).record_ms(max(late_ms, 0.0))
 
     async def _tick(self) -> None:
         k = 1

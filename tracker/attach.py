@@ -1,0 +1,138 @@
+"""`perfsleuth attach`: probes only, no load — watch a running server and store what it did.
+
+Used by `tracker.commands.attach`. The run is stored like any other (load model "none",
+no windows), so `show`, `history` and later comparisons treat it the same way; its JSON
+has the run document's shape with the load sections empty.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+
+from probes import ProbeSample, Sampler, Target
+from tracker.environment import fingerprint
+from tracker.runner import RunResult, summary_for_history
+from tracker.store import SampleRecord, Store
+from tracker.store.writer import StoreWriter
+from tracker.summary import run_document
+
+
+class AttachProgress:
+    """One plain line per second: what the probes see (the TUI replaces it later)."""
+
+    def __init__(self, total_s: float | None) -> None:
+        self._total = total_s
+        self._next = 1.0
+
+    def sample(self, t_s: float, metrics: dict[str, float]) -> str | None:
+        if t_s < self._next:
+            return None
+        self._next = float(int(t_s) + 1)
+        total = f"/{self._total:.0f}s" if self._total else "s"
+        parts = [f"[{t_s:4.0f}{total}]"]
+        for name, label, unit in (
+            ("cpu.process_pct", "cpu", "%"),
+            ("cpu.ctx_switches_involuntary_per_s", "invcs", "/s"),
+            ("cpu.run_delay_ms_per_s", "run-delay", "ms/s"),
+            ("mem.rss_mb", "rss", "MB"),
+            ("gc.pause_ms_per_s", "gc", "ms/s"),
+            ("disk.write_iops", "wr", "iops"),
+        ):
+            if name in metrics:
+                parts.append(f"{label} {metrics[name]:.0f}{unit}")
+        return " ".join(parts)
+
+
+def execute_attach(
+    target: Target,
+    store: Store,
+    *,
+    duration_s: float | None,
+    interval_s: float,
+    tag: str | None = None,
+    echo: bool = True,
+) -> RunResult:
+    """Sample `target` for `duration_s` (until Ctrl-C when None) and store the run.
+
+    Ctrl-C / SIGTERM (as KeyboardInterrupt) end it early as `interrupted`; the target
+    dying ends nothing — host metrics go on — but the run is then `failed` with the
+    reason, as `run` does.
+    """
+    import click
+
+    described = target_name(target)
+    run_id = store.create_run(
+        scenario=f"attach {described}",
+        scenario_key=f"attach:{described}",
+        scenario_json={
+            "attach": {"pid": target.pid, "name": described},
+            "probe_interval_s": interval_s,
+            "duration_s": duration_s,
+        },
+        environment=fingerprint(),
+        tag=tag,
+        load_model="none",
+    )
+    started = time.monotonic()
+    writer = StoreWriter(store, run_id)
+    progress = AttachProgress(duration_s)
+
+    def on_sample(sample: ProbeSample) -> None:
+        t_s = sample.t_mono - started
+        writer.add_sample(SampleRecord(t_s, sample.metrics, sample.target_alive, sample.note))
+        line = progress.sample(t_s, sample.metrics)
+        if echo and line is not None:
+            click.echo(line, err=True)
+        if echo and sample.note:
+            click.echo(f"  » {sample.note}", err=True)
+
+    sampler = Sampler(target, interval_s, on_sample=on_sample)
+    status = "failed"
+    error: str | None = None
+    done = threading.Event()
+    try:
+        sampler.start()
+        try:
+            done.wait(duration_s)  # Ctrl-C / SIGTERM interrupt this wait
+        except KeyboardInterrupt:
+            if duration_s is not None:
+                raise
+            # Without --duration, Ctrl-C is how an attach session ends: not an interruption.
+        status = "completed"
+        if not target.alive:
+            status = "failed"
+            error = f"the target process died during the run ({target.death_reason})"
+    except KeyboardInterrupt:
+        status = "interrupted"
+    finally:
+        sampler.stop()
+        writer.close()
+        if writer.error is not None and error is None:
+            error = f"some results could not be stored: {writer.error}"
+        run = replace(
+            store.get_run(run_id),
+            status=status,
+            duration_s=time.monotonic() - started,
+            probes_unavailable=sampler.unavailable,
+            error=error,
+        )
+        document = run_document(run, (), store.samples(run_id), store.findings(run_id))
+        store.finish_run(
+            run_id,
+            status=status,
+            duration_s=run.duration_s or 0.0,
+            summary=summary_for_history(document),
+            probes_unavailable=run.probes_unavailable,
+            error=error,
+        )
+    return RunResult(run_id, status, document)
+
+
+def target_name(target: Target) -> str:
+    """`name[pid]` of the target's root process, or `pid N` if it is already gone."""
+    try:
+        return f"{target.processes()[0].name()}[{target.pid}]"
+    except Exception:  # noqa: BLE001 - gone or hidden: the pid still identifies it
+        return f"pid {target.pid}"
