@@ -68,6 +68,8 @@ class CpuProbe:
         self._prev_host: HostStat | None = None
         self._prev_cpu: dict[ProcKey, float] = {}
         self._prev_ctx: dict[ProcKey, dict[int, ThreadStat]] = {}
+        self._threads_at = -float("inf")  # monotonic time of the last per-thread reading
+        self._threads_wall = 0.0
 
     def sample(self, now: float, procs: list[psutil.Process]) -> dict[str, float]:
         """Read counters and return gauges plus rates since the previous call.
@@ -117,12 +119,10 @@ class CpuProbe:
     def _sample_tree(self, procs: list[psutil.Process], dt: float) -> dict[str, float]:
         have_baseline = dt > 0 and bool(self._prev_cpu)
         cur_cpu: dict[ProcKey, float] = {}
-        cur_ctx: dict[ProcKey, dict[int, ThreadStat]] = {}
         per_process: dict[int, float] = {}
         threads = 0
-        cpu_s = voluntary = involuntary = 0.0
-        run_delay_ns = 0
-        schedstat = False
+        cpu_s = 0.0
+        live: list[tuple[ProcKey, psutil.Process]] = []
         for proc in procs:
             try:
                 with proc.oneshot():
@@ -131,10 +131,9 @@ class CpuProbe:
                 key = (proc.pid, proc.create_time())
             except psutil.Error:
                 continue  # exited (or hidden) between listing and reading
-            stats = read_thread_stats(proc.pid)
+            live.append((key, proc))
             threads += n_threads
             cur_cpu[key] = times.user + times.system
-            cur_ctx[key] = stats
             if not have_baseline:
                 continue
             known = key in self._prev_cpu
@@ -143,7 +142,43 @@ class CpuProbe:
             used = max(0.0, cur_cpu[key] - self._prev_cpu.get(key, 0.0))
             cpu_s += used
             per_process[proc.pid] = used
-            prev_threads = self._prev_ctx.get(key, {})
+        self._prev_cpu = cur_cpu
+        metrics = {"cpu.threads": float(threads), "cpu.processes": float(len(cur_cpu))}
+        if have_baseline:
+            metrics["cpu.process_pct"] = 100.0 * cpu_s / dt
+            if per_process:
+                metrics["cpu.process_max_pct"] = 100.0 * max(per_process.values()) / dt
+                for pid, used in per_process.items():
+                    metrics[f"cpu.pid{pid}_pct"] = 100.0 * used / dt
+        now = time.monotonic()
+        if now - self._threads_at >= min(_THREAD_READ_MAX_S, threads * _THREAD_READ_COST_S):
+            metrics.update(self._sample_threads(live, now))
+        return metrics
+
+    def _sample_threads(
+        self, live: list[tuple[ProcKey, psutil.Process]], now: float
+    ) -> dict[str, float]:
+        """Per-thread context switches and run delay, as rates since the last reading.
+
+        Two /proc files per thread (~17 µs): a server with hundreds of threads would cost
+        more than a percent of a core at 4 Hz, so with many threads they are read less
+        often (every `threads` x 10 ms, at most every 5 s) and the rates cover that span.
+        """
+        dt = now - self._threads_at
+        have_baseline = bool(self._prev_ctx) and dt > 0
+        cur_ctx: dict[ProcKey, dict[int, ThreadStat]] = {}
+        voluntary = involuntary = run_delay_ns = 0
+        schedstat = False
+        for key, proc in live:
+            stats = read_thread_stats(proc.pid)
+            cur_ctx[key] = stats
+            if not have_baseline:
+                continue
+            prev_threads = self._prev_ctx.get(key)
+            if prev_threads is None:
+                if key[1] < self._threads_wall - _CREATE_TIME_SLACK_S:
+                    continue  # old process seen for the first time: baseline only
+                prev_threads = {}  # born since the last reading: counts from zero
             for tid, stat in stats.items():
                 prev = prev_threads.get(tid, _NEW_THREAD)
                 if stat.voluntary < prev.voluntary or stat.involuntary < prev.involuntary:
@@ -153,21 +188,24 @@ class CpuProbe:
                 if stat.run_delay_ns >= 0:
                     schedstat = True
                     run_delay_ns += max(0, stat.run_delay_ns - max(prev.run_delay_ns, 0))
-        self._prev_cpu = cur_cpu
         self._prev_ctx = cur_ctx
-        metrics = {"cpu.threads": float(threads), "cpu.processes": float(len(cur_cpu))}
-        if have_baseline:
-            metrics["cpu.process_pct"] = 100.0 * cpu_s / dt
-            metrics["cpu.ctx_switches_voluntary_per_s"] = voluntary / dt
-            metrics["cpu.ctx_switches_involuntary_per_s"] = involuntary / dt
-            if schedstat:
-                metrics["cpu.run_delay_ms_per_s"] = run_delay_ns / 1e6 / dt
-            if per_process:
-                metrics["cpu.process_max_pct"] = 100.0 * max(per_process.values()) / dt
-                for pid, used in per_process.items():
-                    metrics[f"cpu.pid{pid}_pct"] = 100.0 * used / dt
+        self._threads_at = now
+        self._threads_wall = time.time()
+        if not have_baseline:
+            return {}
+        metrics = {
+            "cpu.ctx_switches_voluntary_per_s": voluntary / dt,
+            "cpu.ctx_switches_involuntary_per_s": involuntary / dt,
+        }
+        if schedstat:
+            metrics["cpu.run_delay_ms_per_s"] = run_delay_ns / 1e6 / dt
         return metrics
 
+
+# Per-thread reading cadence: every tick up to 25 threads, then 10 ms per thread, at
+# most every 5 s (100 threads: once a second; 500: every 5 s).
+_THREAD_READ_COST_S = 0.01
+_THREAD_READ_MAX_S = 5.0
 
 # A thread born since the previous sample counts from zero.
 _NEW_THREAD = ThreadStat(0, 0, 0)

@@ -11,7 +11,7 @@ from typing import ClassVar
 
 import psutil
 
-from probes._proc import read_page_faults
+from probes._proc import read_meminfo, read_page_faults
 
 MIB = 1024 * 1024
 
@@ -77,10 +77,7 @@ class MemoryProbe:
         Returns:
             Metrics named as in :attr:`METRICS`.
         """
-        metrics = {
-            "mem.host_used_pct": psutil.virtual_memory().percent,
-            "mem.host_swap_used_mb": psutil.swap_memory().used / MIB,
-        }
+        metrics = _host_memory()
         if procs:
             metrics.update(self._tree(now, procs))
         else:
@@ -143,3 +140,16 @@ class MemoryProbe:
             metrics["mem.minor_faults_per_s"] = minor / dt
             metrics["mem.major_faults_per_s"] = major / dt
         return metrics
+
+
+def _host_memory() -> dict[str, float]:
+    # One read of /proc/meminfo; psutil's virtual_memory() and swap_memory() read it
+    # twice and /proc/vmstat besides, three times the cost at 4 Hz.
+    info = read_meminfo()
+    total = info.get("MemTotal", 0)
+    available = info.get("MemAvailable", info.get("MemFree", 0))
+    swap_used = info.get("SwapTotal", 0) - info.get("SwapFree", 0)
+    return {
+        "mem.host_used_pct": 100.0 * (total - available) / total if total else 0.0,
+        "mem.host_swap_used_mb": max(swap_used, 0) / MIB,
+    }

@@ -19,6 +19,8 @@ MIB = 1024 * 1024
 
 ProcKey = tuple[int, float]
 
+_TREE_MAX_AGE_S = 2.0
+
 
 class SelfProbe:
     """Samples ``driver.*``: this process tree minus the target's processes."""
@@ -39,6 +41,8 @@ class SelfProbe:
         self._prev_now: float | None = None
         self._prev_wall = 0.0
         self._prev_cpu: dict[ProcKey, float] = {}
+        self._tree: list[psutil.Process] = []
+        self._tree_at = -float("inf")
 
     def sample(self, now: float, procs: list[psutil.Process]) -> dict[str, float]:
         """Return this tree's RSS, and its CPU since the previous call.
@@ -51,11 +55,16 @@ class SelfProbe:
             Metrics named as in :attr:`METRICS`.
         """
         target = {p.pid for p in procs}
-        try:
-            tree = [self._root, *self._root.children(recursive=True)]
-        except psutil.Error as exc:
-            self.unavailable = f"cannot read perfsleuth's own process: {exc}"
-            return {}
+        if now - self._tree_at >= _TREE_MAX_AGE_S:
+            # Listing descendants reads every process on the host; perfsleuth's own
+            # children (workers, py-spy) are long-lived, so the list is refreshed rarely.
+            try:
+                self._tree = [self._root, *self._root.children(recursive=True)]
+            except psutil.Error as exc:
+                self.unavailable = f"cannot read perfsleuth's own process: {exc}"
+                return {}
+            self._tree_at = now
+        tree = self._tree
         cur: dict[ProcKey, float] = {}
         rss = 0
         for proc in tree:

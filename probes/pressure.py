@@ -13,6 +13,8 @@ from typing import ClassVar
 
 import psutil
 
+from probes._proc import read_proc_file
+
 _PSI_ROOT = "/proc/pressure"
 _RESOURCES = {"cpu": "cpu", "memory": "mem", "io": "disk"}
 
@@ -24,12 +26,11 @@ def read_pressure(resource: str, root: str = _PSI_ROOT) -> dict[str, int]:
         OSError: PSI is not available (older kernel, disabled, or not permitted).
     """
     out: dict[str, int] = {}
-    with open(f"{root}/{resource}", encoding="ascii") as f:
-        for line in f:
-            kind, _, fields = line.partition(" ")
-            for field in fields.split():
-                if field.startswith("total="):
-                    out[kind] = int(field[6:])
+    for line in read_proc_file(f"{root}/{resource}", 512).decode("ascii").splitlines():
+        kind, _, fields = line.partition(" ")
+        for field in fields.split():
+            if field.startswith("total="):
+                out[kind] = int(field[6:])
     return out
 
 

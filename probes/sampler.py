@@ -27,6 +27,10 @@ from probes.target import Target
 
 log = logging.getLogger(__name__)
 
+# How stale the target's list of descendants may be: a new worker is seen within this
+# long (and counted from its birth), an exited one at the next tick.
+_TREE_MAX_AGE_S = 1.0
+
 
 @runtime_checkable
 class Probe(Protocol):
@@ -245,7 +249,7 @@ class Sampler:
         if self.target is not None:
             try:
                 alive = self.target.alive
-                procs = self.target.processes() if alive else []
+                procs = self.target.processes(_TREE_MAX_AGE_S) if alive else []
             except Exception as exc:  # never let a /proc surprise end sampling
                 log.exception("reading the target failed")
                 alive, procs = False, []  # unknown this tick: no death note for it

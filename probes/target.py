@@ -57,6 +57,8 @@ class Target:
         self._popen = popen
         self._death_reason: str | None = None
         self.selection_note = selection_note
+        self._tree: list[psutil.Process] = []
+        self._tree_at = -float("inf")
 
     @classmethod
     def from_pid(cls, pid: int) -> Target:
@@ -210,14 +212,28 @@ class Target:
         """Why the root is gone, e.g. "exited with code 3"; None while it is alive."""
         return None if self.alive else self._death_reason
 
-    def processes(self) -> list[psutil.Process]:
-        """Return the root and all its live descendants right now.
+    def processes(self, max_age_s: float = 0.0) -> list[psutil.Process]:
+        """Return the root and all its live descendants.
 
         Workers forked since the last call are included, exited ones dropped.
         Never raises because a process vanished; a dead root yields ``[]``.
+
+        Args:
+            max_age_s: How old the list of descendants may be. Finding descendants
+                means reading every process's parent on the host (~17 µs a process),
+                so the sampler reuses the list for up to a second and only drops the
+                processes that exited meanwhile; 0 looks afresh.
         """
         if not self.alive:
             return []
+        now = time.monotonic()
+        if now - self._tree_at < max_age_s:
+            return [p for p in self._tree if _is_live(p)]
+        self._tree = self._scan()
+        self._tree_at = now
+        return list(self._tree)
+
+    def _scan(self) -> list[psutil.Process]:
         try:
             children = self._root.children(recursive=True)
         except (psutil.NoSuchProcess, psutil.ZombieProcess):
@@ -353,3 +369,10 @@ def _wait_gone(procs: list[psutil.Process], deadline: float) -> list[psutil.Proc
 def _signal_group(pgid: int, signum: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signum)
+
+
+def _is_live(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
