@@ -66,6 +66,8 @@ class MemoryProbe:
         self._prev_wall = 0.0
         self._prev_faults: dict[ProcKey, tuple[int, int]] = {}
         self.smaps_denied = False  # USS / PSS / swap cannot be read: not allowed
+        # Parts that cannot run while the rest does: {part: one-line reason}.
+        self.partly_unavailable: dict[str, str] = {}
 
     def sample(self, now: float, procs: list[psutil.Process]) -> dict[str, float]:
         """Return memory gauges and fault rates since the previous call.
@@ -103,6 +105,11 @@ class MemoryProbe:
                         # smaps needs ptrace rights over the target (another user's
                         # process without root); RSS still comes from statm.
                         self.smaps_denied = True
+                        self.partly_unavailable["uss_pss"] = (
+                            f"permission denied reading /proc/{proc.pid}/smaps_rollup: "
+                            "mem.uss_mb, mem.pss_mb and mem.swap_mb omitted; run perfsleuth "
+                            "as root or as the target's user"
+                        )
                         full_due = False
                     else:
                         uss += full.uss

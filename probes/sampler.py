@@ -40,7 +40,9 @@ class Probe(Protocol):
     previous counters so rates are per second between consecutive calls; the
     first call returns gauges only. An empty ``procs`` means there is no live
     target, so target metrics must be left out. A probe that cannot work sets
-    ``unavailable`` to a one-line reason and is not called again.
+    ``unavailable`` to a one-line reason and is not called again; one that can only
+    do part of its work may keep a ``partly_unavailable`` mapping {part: reason},
+    reported as "<probe>.<part>" next to the unavailable probes.
     """
 
     name: str
@@ -268,6 +270,10 @@ class Sampler:
                 continue
             if probe.unavailable:
                 self._drop(probe, probe.unavailable)
+                continue
+            partial: dict[str, str] | None = getattr(probe, "partly_unavailable", None)
+            if partial:
+                self._note_partial(probe.name, partial)
         sample = ProbeSample(t_mono, t_wall, metrics, alive, "; ".join(notes) or None)
         self._samples_taken += 1
         self._latest = sample
@@ -283,6 +289,12 @@ class Sampler:
     def _death_reason(self) -> str:
         assert self.target is not None
         return self.target.death_reason or f"process {self.target.pid} has no live processes"
+
+    def _note_partial(self, name: str, parts: dict[str, str]) -> None:
+        """Record metrics a probe had to leave out, as "<probe>.<part>": reason."""
+        with self._lock:
+            for part, reason in parts.items():
+                self._unavailable.setdefault(f"{name}.{part}", reason.splitlines()[0])
 
     def _drop(self, probe: Probe, reason: str) -> None:
         first_line = reason.splitlines()[0] if reason else "unavailable"

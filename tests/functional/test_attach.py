@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
+import pytest
 from cli_helpers import perfsleuth, show_json, start_perfsleuth
 from support.processes import Spawn
 
@@ -76,3 +83,48 @@ def test_bad_attach_input_is_one_line_and_exit_2(tmp_path):
         assert done.returncode == 2, (args, done.stderr)
         assert "Traceback" not in done.stderr
         assert needle in done.stderr.strip().splitlines()[-1], (args, done.stderr)
+
+
+def _run_as_nobody(*args: str, cwd) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+         sys.executable, "-m", "tracker", *args],
+        cwd=cwd, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_without_rights_over_the_target_the_rest_runs_and_says_why(spawn: Spawn, request):
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root (to start a process another user cannot ptrace) and setpriv")
+    # pytest's own tmp_path lives under a directory only root may enter.
+    tmp_path = Path(tempfile.mkdtemp(prefix="perfsleuth-nobody-"))
+    request.addfinalizer(lambda: shutil.rmtree(tmp_path, ignore_errors=True))
+    tmp_path.chmod(0o777)
+    if _run_as_nobody("--version", cwd=tmp_path).returncode != 0:
+        pytest.skip("the unprivileged user cannot run this Python environment")
+    root_owned = spawn("import time\ntime.sleep(60)\n")
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    out = tmp_path / "a.json"
+    done = _run_as_nobody(
+        "attach", str(root_owned.pid), "--duration", "1.5s", "--json", str(out), "--db", db,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    doc = json.loads(out.read_text())
+    unavailable = doc["probes_unavailable"]
+    # /proc/<pid>/io and smaps need ptrace rights: those parts say why, one line each...
+    assert "permission denied" in unavailable["proc_io"]
+    assert "permission denied" in unavailable["memory.uss_pss"]
+    assert all("\n" not in reason for reason in unavailable.values())
+    assert "probe proc_io unavailable: permission denied" in done.stdout
+    # ...and everything world-readable still runs.
+    probes = doc["probes"]
+    assert "mem.rss_mb" in probes and "mem.uss_mb" not in probes
+    assert "cpu.process_pct" in probes and "cpu.ctx_switches_voluntary_per_s" in probes
+    # A database where this user cannot write is one clear line, before anything runs.
+    refused = _run_as_nobody(
+        "attach", str(root_owned.pid), "--db", "sqlite:////root/p.db", cwd=tmp_path
+    )
+    assert refused.returncode == 2, refused.stderr
+    assert refused.stderr.strip().splitlines()[-1].startswith("perfsleuth: error: --db: ")

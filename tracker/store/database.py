@@ -56,11 +56,7 @@ def create_db_engine(url: str) -> Engine:
                 "give a file, e.g. sqlite:///perfsleuth.db"
             )
         if not database.startswith("file:"):
-            directory = Path(database).expanduser().resolve().parent
-            if not directory.is_dir():
-                raise UsageError(
-                    f"--db: directory {directory} does not exist; create it or choose another path"
-                )
+            _check_sqlite_path(Path(database).expanduser())
     try:
         engine = create_engine(parsed)
     except NoSuchModuleError:
@@ -73,6 +69,25 @@ def create_db_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _check_sqlite_path(file: Path) -> None:
+    """Refuse, with one line, a SQLite file perfsleuth could not create or write."""
+    directory = file.parent.resolve()
+    try:
+        if not directory.is_dir():
+            raise UsageError(
+                f"--db: directory {directory} does not exist; create it or choose another path"
+            )
+        exists = file.exists()
+    except PermissionError:
+        raise UsageError(
+            f"--db: permission denied looking into {directory}; choose a path you can write"
+        ) from None
+    if exists and not os.access(file, os.R_OK | os.W_OK):
+        raise UsageError(f"--db: {file} is not readable and writable by this user")
+    if not exists and not os.access(directory, os.W_OK | os.X_OK):
+        raise UsageError(f"--db: cannot create {file}: {directory} is not writable by this user")
 
 
 def _alembic_config() -> Config:
