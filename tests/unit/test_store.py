@@ -4,8 +4,9 @@ import pytest
 
 from tracker.errors import UsageError
 from tracker.metrics import LATENCY, TTFT, Window
-from tracker.store import FindingRecord, SampleRecord, Store
+from tracker.store import FindingRecord, ProfileRecord, SampleRecord, Store
 from tracker.store.database import current_revision, head_revision
+from tracker.store.writer import StoreWriter
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ def test_new_database_is_migrated_to_head(tmp_path):
         r[0]
         for r in sqlite3.connect(path).execute("select name from sqlite_master where type='table'")
     }
-    assert {"runs", "windows", "probe_samples", "findings", "alembic_version"} <= tables
+    assert {"runs", "windows", "probe_samples", "profiles", "findings", "alembic_version"} <= tables
     assert sqlite3.connect(path).execute("pragma journal_mode").fetchone()[0] == "wal"
 
 
@@ -87,6 +88,18 @@ def test_windows_samples_findings_roundtrip(store):
     samples = store.samples(run_id)
     assert samples[1].note == "gone" and not samples[1].target_alive
     assert store.findings(run_id) == [finding]
+
+
+def test_profiles_roundtrip_in_time_order_through_the_writer(store):
+    run_id = _run(store)
+    writer = StoreWriter(store, run_id, flush_interval_s=0.05)
+    later = ProfileRecord(1.0, 1.0, 3, {"main;serve;hot_loop": 2, "main;serve": 1})
+    earlier = ProfileRecord(0.0, 1.0, 1, {"main;idle": 1})
+    writer.add_profile(later)
+    writer.add_profile(earlier)
+    writer.close()
+    assert writer.error is None
+    assert list(store.iter_profiles(run_id)) == [earlier, later]
 
 
 def test_finish_run_and_latest(store):

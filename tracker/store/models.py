@@ -75,6 +75,21 @@ class ProbeSampleModel(Base):
     metrics: Mapped[dict[str, float]] = mapped_column(JSON)
 
 
+class ProfileModel(Base):
+    """Stack samples of one stretch of a run: collapsed stacks and their counts."""
+
+    __tablename__ = "profiles"
+    __table_args__ = (Index("ix_profiles_run_t", "run_id", "t_s"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    t_s: Mapped[float] = mapped_column(Float)
+    duration_s: Mapped[float] = mapped_column(Float)
+    samples: Mapped[int] = mapped_column(Integer)
+    # {"frame;frame;frame": count}, root first, as in the collapsed (folded) format.
+    stacks: Mapped[dict[str, int]] = mapped_column(JSON)
+
+
 class FindingModel(Base):
     __tablename__ = "findings"
 

@@ -39,6 +39,20 @@ class SampleRecord:
 
 
 @dataclass(frozen=True)
+class ProfileRecord:
+    """Stack samples taken from `t_s` for `duration_s` seconds after the run's start.
+
+    `stacks` maps a collapsed stack ("root;caller;callee", root first) to the number
+    of samples that saw it.
+    """
+
+    t_s: float
+    duration_s: float
+    samples: int
+    stacks: dict[str, int]
+
+
+@dataclass(frozen=True)
 class FindingRecord:
     """A degradation found in a run, with its ranked causes and evidence."""
 

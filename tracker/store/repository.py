@@ -17,8 +17,14 @@ from sqlalchemy.orm import Session
 from tracker.errors import UsageError
 from tracker.metrics import LATENCY, Histogram, Window
 from tracker.store.database import create_db_engine, migrate, resolve_url
-from tracker.store.models import FindingModel, ProbeSampleModel, RunModel, WindowModel
-from tracker.store.records import FindingRecord, RunRecord, SampleRecord
+from tracker.store.models import (
+    FindingModel,
+    ProbeSampleModel,
+    ProfileModel,
+    RunModel,
+    WindowModel,
+)
+from tracker.store.records import FindingRecord, ProfileRecord, RunRecord, SampleRecord
 
 
 class Store:
@@ -134,6 +140,34 @@ class Store:
         ]
         with self._engine.begin() as conn:
             conn.execute(insert(ProbeSampleModel), rows)
+
+    def add_profiles(self, run_id: int, profiles: Sequence[ProfileRecord]) -> None:
+        if not profiles:
+            return
+        rows = [
+            {
+                "run_id": run_id,
+                "t_s": p.t_s,
+                "duration_s": p.duration_s,
+                "samples": p.samples,
+                "stacks": p.stacks,
+            }
+            for p in profiles
+        ]
+        with self._engine.begin() as conn:
+            conn.execute(insert(ProfileModel), rows)
+
+    def iter_profiles(self, run_id: int) -> Iterator[ProfileRecord]:
+        """The run's profiles in time order, read a few at a time (they can be large)."""
+        with Session(self._engine) as session:
+            models = session.scalars(
+                select(ProfileModel)
+                .where(ProfileModel.run_id == run_id)
+                .order_by(ProfileModel.t_s)
+                .execution_options(yield_per=50)
+            )
+            for m in models:
+                yield ProfileRecord(m.t_s, m.duration_s, m.samples, dict(m.stacks))
 
     def replace_findings(self, run_id: int, findings: Iterable[FindingRecord]) -> None:
         rows = [{"run_id": run_id, **f.to_json()} for f in findings]

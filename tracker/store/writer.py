@@ -1,4 +1,4 @@
-"""A background thread that appends windows and probe samples to the store in batches.
+"""A background thread that appends windows, probe samples and profiles to the store.
 
 Used by `tracker.runner`: the driver's event loop and the probe thread only enqueue,
 so a slow disk never delays a request. Batches are written at least every
@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 
 from tracker.metrics import Window
-from tracker.store.records import SampleRecord
+from tracker.store.records import ProfileRecord, SampleRecord
 from tracker.store.repository import Store
 
 _STOP = object()
@@ -46,6 +46,9 @@ class StoreWriter:
     def add_sample(self, sample: SampleRecord) -> None:
         self._queue.put(sample)
 
+    def add_profile(self, profile: ProfileRecord) -> None:
+        self._queue.put(profile)
+
     def close(self, timeout: float = 30.0) -> None:
         """Write what is queued and stop the thread."""
         self._queue.put(_STOP)
@@ -56,6 +59,7 @@ class StoreWriter:
         while not stopping:
             windows: list[Window] = []
             samples: list[SampleRecord] = []
+            profiles: list[ProfileRecord] = []
             try:
                 item = self._queue.get(timeout=self._interval)
             except queue.Empty:
@@ -67,16 +71,21 @@ class StoreWriter:
                     windows.append(item)
                 elif isinstance(item, SampleRecord):
                     samples.append(item)
+                elif isinstance(item, ProfileRecord):
+                    profiles.append(item)
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            self._write(windows, samples)
+            self._write(windows, samples, profiles)
 
-    def _write(self, windows: list[Window], samples: list[SampleRecord]) -> None:
+    def _write(
+        self, windows: list[Window], samples: list[SampleRecord], profiles: list[ProfileRecord]
+    ) -> None:
         try:
             self._store.add_windows(self._run_id, windows)
             self._store.add_samples(self._run_id, samples)
+            self._store.add_profiles(self._run_id, profiles)
         except Exception as exc:  # noqa: BLE001 - reported once by the runner, the run goes on
             if self.error is None:
                 self.error = exc
