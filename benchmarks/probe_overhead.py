@@ -99,7 +99,8 @@ def main() -> None:
         [sys.executable, "-c", TARGET], stdout=subprocess.PIPE, start_new_session=True
     )
     try:
-        assert target.stdout is not None and target.stdout.readline() == b"ready\n"
+        assert target.stdout is not None
+        assert target.stdout.readline() == b"ready\n"
         rows = []
         probes_pct: list[float] = []
         bare_pct: list[float] = []
