@@ -16,6 +16,9 @@ import re
 
 from probes.cpu import CpuProbe
 from probes.disk import DiskProbe, ProcessIOProbe
+from probes.gc_go import GoGcProbe
+from probes.gc_jvm import JvmGcProbe
+from probes.gc_python import PythonGcProbe
 from probes.gpu import GpuProbe
 from probes.memory import MemoryProbe
 from probes.own import SelfProbe
@@ -31,6 +34,9 @@ _PROBE_CLASSES = (
     ProcessIOProbe,
     GpuProbe,
     SelfProbe,
+    PythonGcProbe,
+    JvmGcProbe,
+    GoGcProbe,
 )
 
 UNITS: dict[str, str] = {
@@ -80,13 +86,16 @@ __all__ = [
     "UNITS",
     "CpuProbe",
     "DiskProbe",
+    "GoGcProbe",
     "GpuProbe",
+    "JvmGcProbe",
     "MemoryProbe",
     "PressureProbe",
     "Probe",
     "ProbeError",
     "ProbeSample",
     "ProcessIOProbe",
+    "PythonGcProbe",
     "Sampler",
     "SelfProbe",
     "Target",

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 
-from probes import ProbeSample, Sampler, Target
+from probes import Probe, ProbeSample, Sampler, Target, default_probes
 from tracker.environment import fingerprint
 from tracker.runner import RunResult, summary_for_history
 from tracker.store import SampleRecord, Store
@@ -53,6 +54,7 @@ def execute_attach(
     interval_s: float,
     tag: str | None = None,
     echo: bool = True,
+    extra_probes: Sequence[Probe] = (),
 ) -> RunResult:
     """Sample `target` for `duration_s` (until Ctrl-C when None) and store the run.
 
@@ -88,7 +90,9 @@ def execute_attach(
         if echo and sample.note:
             click.echo(f"  » {sample.note}", err=True)
 
-    sampler = Sampler(target, interval_s, on_sample=on_sample)
+    sampler = Sampler(
+        target, interval_s, on_sample=on_sample, probes=[*default_probes(), *extra_probes]
+    )
     status = "failed"
     error: str | None = None
     done = threading.Event()

@@ -118,6 +118,12 @@ def cli() -> None:
     "--probe-interval", type=DURATION, default=None, help="Probe sampling interval [250ms]."
 )
 @click.option(
+    "--gc-log",
+    default=None,
+    metavar="FILE",
+    help="The target JVM's GC log (-Xlog:gc:file=FILE), read for GC pauses.",
+)
+@click.option(
     "--no-tui", is_flag=True, help="Plain progress lines (the default until the TUI lands)."
 )
 @click.option(
@@ -144,6 +150,12 @@ def run(ctx: click.Context, /, scenario_file: str | None, **options: Any) -> Non
 @cli.command()
 @click.argument("pid", type=int, required=False)
 @click.option("--name", default=None, metavar="NAME", help="Attach to the process matching NAME.")
+@click.option(
+    "--gc-log",
+    default=None,
+    metavar="FILE",
+    help="The target JVM's GC log (-Xlog:gc:file=FILE), read for GC pauses.",
+)
 @click.option("--duration", type=DURATION, default=None, help="How long to watch [until Ctrl-C].")
 @click.option(
     "--probe-interval", type=DURATION, default="250ms", show_default=True, help="Sampling interval."
@@ -159,6 +171,7 @@ def run(ctx: click.Context, /, scenario_file: str | None, **options: Any) -> Non
 def attach(
     pid: int | None,
     name: str | None,
+    gc_log: str | None,
     duration: float | None,
     probe_interval: float,
     no_tui: bool,
@@ -177,6 +190,7 @@ def attach(
         json_path=json_path,
         tag=tag,
         db_url=db_url,
+        gc_log=gc_log,
     )
 
 

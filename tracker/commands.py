@@ -119,7 +119,8 @@ def build_run_scenario(
 
 def run(scenario_file: str | None, options: dict[str, Any], given: set[str]) -> None:
     """`perfsleuth run`: build the scenario, run it, report, exit per the contract."""
-    from probes import ProbeError, Target
+    from probes import Probe, ProbeError, Target
+    from probes.runtimes import attach_gc_probes, close_probes, launch_with_gc_probes
     from tracker.driver.loop import event_loop_name
     from tracker.progress import ProgressPrinter
     from tracker.report import render_run
@@ -132,16 +133,31 @@ def run(scenario_file: str | None, options: dict[str, Any], given: set[str]) -> 
     event_loop_name()  # a bad $PERFSLEUTH_EVENT_LOOP fails before anything starts
     store = Store.open(options.get("db_url"))
     target = None
+    extra: list[Probe] = []
     spec = scenario.target
+    gc_log = options.get("gc_log")
+    interval = scenario.probe_interval_s
     try:
         try:
-            if spec is not None and spec.pid is not None:
-                target = Target.from_pid(spec.pid)
-            elif spec is not None and spec.name is not None:
-                target = Target.from_name(spec.name)
-            elif spec is not None and spec.launch is not None:
-                target = Target.launch(list(spec.launch))
+            if spec is not None and spec.launch is not None:
+                launched = launch_with_gc_probes(
+                    list(spec.launch),
+                    gc_log=gc_log,
+                    stderr_sink=_stderr_sink(),
+                    interval_s=interval,
+                )
+                target = launched.target
+                extra.extend(launched.probes)
                 wait_until_reachable(scenario.base_url, target, timeout_s=60.0)
+                if not extra:
+                    extra.extend(attach_gc_probes(target, interval_s=interval))
+            elif spec is not None:
+                target = (
+                    Target.from_pid(spec.pid) if spec.pid else Target.from_name(spec.name or "")
+                )
+                extra.extend(attach_gc_probes(target, gc_log=gc_log, interval_s=interval))
+            elif gc_log is not None:
+                raise UsageError("--gc-log needs a target: add --attach, --attach-name or --launch")
         except ProbeError as exc:
             raise UsageError(str(exc)) from None
         result = execute_run(
@@ -150,8 +166,10 @@ def run(scenario_file: str | None, options: dict[str, Any], given: set[str]) -> 
             tag=options.get("tag"),
             target=target,
             progress=ProgressPrinter(scenario.load.duration_s),
+            extra_probes=extra,
         )
     finally:
+        close_probes(extra)
         # Launched targets live in their own session (a terminal's Ctrl-C does not reach
         # them), so they are stopped here on every way out.
         if target is not None and target.owned:
@@ -171,6 +189,11 @@ def run(scenario_file: str | None, options: dict[str, Any], given: set[str]) -> 
         sys.exit(EXIT_REGRESSION)
 
 
+def _stderr_sink() -> Any:
+    """Where a launched target's stderr goes when it passes through perfsleuth."""
+    return sys.stderr.buffer
+
+
 def attach(
     *,
     pid: int | None,
@@ -180,9 +203,11 @@ def attach(
     json_path: str | None,
     tag: str | None,
     db_url: str | None,
+    gc_log: str | None = None,
 ) -> None:
     """`perfsleuth attach`: probes only; exit codes as for `run`."""
     from probes import ProbeError, Target
+    from probes.runtimes import attach_gc_probes, close_probes
     from tracker.attach import execute_attach
     from tracker.report import render_run
     from tracker.store import Store
@@ -200,10 +225,21 @@ def attach(
     check_json_path(json_path)
     try:
         target = Target.from_pid(pid) if pid is not None else Target.from_name(name or "")
+        extra = attach_gc_probes(target, gc_log=gc_log, interval_s=probe_interval)
     except ProbeError as exc:
         raise UsageError(str(exc)) from None
-    store = Store.open(db_url)
-    result = execute_attach(target, store, duration_s=duration, interval_s=probe_interval, tag=tag)
+    try:
+        store = Store.open(db_url)
+        result = execute_attach(
+            target,
+            store,
+            duration_s=duration,
+            interval_s=probe_interval,
+            tag=tag,
+            extra_probes=extra,
+        )
+    finally:
+        close_probes(extra)
     click.echo(render_run(result.document), err=json_path == "-")
     if json_path:
         write_json(json_path, result.document)
@@ -218,6 +254,7 @@ def demo(
     *, duration: float, fault: str, rate: float, json_path: str | None, db_url: str | None
 ) -> None:
     """`perfsleuth demo`: example server, streaming load, a fault at half time, before/after."""
+    from probes.runtimes import close_probes
     from tracker import demo as demo_mod
     from tracker.progress import ProgressPrinter
     from tracker.report import render_run
@@ -232,7 +269,8 @@ def demo(
     store = Store.open(db_url)
     port = demo_mod.free_port()
     click.echo(f"starting the example LLM server on http://127.0.0.1:{port} ...", err=True)
-    target = demo_mod.start_server(port)
+    launched = demo_mod.start_server(port)
+    target = launched.target
     split = duration / 2
     scenario = demo_mod.demo_scenario(port, duration, rate)
     actions: list[TimedAction] = []
@@ -246,10 +284,11 @@ def demo(
     try:
         result = execute_run(
             scenario, store, tag="demo", target=target, actions=actions,
-            progress=ProgressPrinter(duration),
+            progress=ProgressPrinter(duration), extra_probes=launched.probes,
         )  # fmt: skip
     finally:
         target.terminate()
+        close_probes(launched.probes)
     click.echo(render_run(result.document), err=json_path == "-")
     labels = ("before fault", "fault on") if fault != "none" else ("first half", "second half")
     parts = demo_mod.phases(

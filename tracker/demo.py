@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from probes import Target
+from probes.runtimes import Launch, close_probes, launch_with_gc_probes
 from tracker._resources import example_server_path
 from tracker.errors import RunFailedError
 from tracker.metrics import ITL, LATENCY, TTFT, Window, merge_windows
@@ -37,10 +37,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(port: int, timeout_s: float = 30.0) -> Target:
-    """Launch the example server and wait until /health answers."""
+def start_server(port: int, timeout_s: float = 30.0) -> Launch:
+    """Launch the example server (with the GC agent) and wait until /health answers."""
     argv = [sys.executable, str(example_server_path()), "--host", "127.0.0.1", "--port", str(port)]
-    target = Target.launch(argv)
+    launched = launch_with_gc_probes(argv)
+    target = launched.target
     url = f"http://127.0.0.1:{port}/health"
     deadline = time.monotonic() + timeout_s
     try:
@@ -49,7 +50,7 @@ def start_server(port: int, timeout_s: float = 30.0) -> Target:
                 raise RunFailedError(f"the example server exited at start ({target.death_reason})")
             try:
                 if httpx.get(url, timeout=1.0).status_code == 200:
-                    return target
+                    return launched
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
@@ -57,6 +58,7 @@ def start_server(port: int, timeout_s: float = 30.0) -> Target:
     except BaseException:
         # Ctrl-C while waiting, or a failed start: never leave the server behind.
         target.terminate()
+        close_probes(launched.probes)
         raise
 
 
@@ -130,7 +132,10 @@ _PROBE_ROWS = (
     ("server CPU %", "cpu.process_pct"),
     ("involuntary ctx switches/s", "cpu.ctx_switches_involuntary_per_s"),
     ("voluntary ctx switches/s", "cpu.ctx_switches_voluntary_per_s"),
+    ("server run delay ms/s", "cpu.run_delay_ms_per_s"),
     ("host run queue", "cpu.run_queue"),
+    ("host CPU pressure %", "cpu.psi_some_pct"),
+    ("server GC pauses ms/s", "gc.pause_ms_per_s"),
     ("server RSS MB", "mem.rss_mb"),
     ("server write MB/s", "proc.io_write_mb_per_s"),
     ("disk write IOPS", "disk.write_iops"),

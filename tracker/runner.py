@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from probes import ProbeSample, Sampler, Target
+from probes import Probe, ProbeSample, Sampler, Target, default_probes
 from tracker.driver.engine import Driver, DriverResult
 from tracker.driver.loop import event_loop_name
 from tracker.driver.loop import run as run_loop
@@ -104,8 +104,11 @@ def execute_run(
     target: Target | None = None,
     actions: Sequence[TimedAction] = (),
     progress: ProgressPrinter | None = None,
+    extra_probes: Sequence[Probe] = (),
 ) -> RunResult:
     """Run `scenario` against its URL while probing `target`, and store everything.
+
+    `extra_probes` run next to the default ones (the target's GC probe, its stacks).
 
     Raises:
         RunFailedError: the target was unreachable; the run is stored as `failed`.
@@ -152,7 +155,12 @@ def execute_run(
             if progress is not None:
                 progress.window(window, live.snapshot())
 
-        sampler = Sampler(target, interval_s=scenario.probe_interval_s, on_sample=on_sample)
+        sampler = Sampler(
+            target,
+            interval_s=scenario.probe_interval_s,
+            on_sample=on_sample,
+            probes=[*default_probes(), *extra_probes],
+        )
         sampler.start()
         t0 = max(t0, time.monotonic())
         in_flight: Callable[[], int]
