@@ -9,7 +9,6 @@ output rather than against hand-written samples.
 from __future__ import annotations
 
 import contextlib
-import http.client
 import itertools
 import os
 import re
@@ -19,12 +18,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 import pytest
+from support.gc_drive import drive, wait_until
 
 from probes.gc_jvm import JvmGcProbe, parse_pause_line
 
@@ -54,42 +54,12 @@ class Jvm:
         return self.logs / name
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 def logged_pauses(path: Path, start: int = 0) -> list[float]:
     """Pause durations of a default-decorated log, from byte offset ``start``."""
     with path.open("rb") as f:
         f.seek(start)
         text = f.read().decode()
     return [float(m[1]) for m in map(_LOG_PAUSE.search, text.splitlines()) if m]
-
-
-def drive(port: int, seconds: float, on_tick: Callable[[], None], tick_s: float = 0.25) -> int:
-    """GET / on one keep-alive connection for ``seconds``; call ``on_tick`` every ``tick_s``."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    sent = 0
-    start = time.monotonic()
-    next_tick = start + tick_s
-    try:
-        while time.monotonic() - start < seconds:
-            conn.request("GET", "/")
-            response = conn.getresponse()
-            assert response.status == 200
-            assert response.read().startswith(b"ok ")
-            sent += 1
-            if time.monotonic() >= next_tick:
-                on_tick()
-                next_tick += tick_s
-    finally:
-        conn.close()
-    return sent
 
 
 def reported_total(samples: list[tuple[float, dict[str, float]]], metric: str) -> float:
