@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from probes import Probe, ProbeSample, Sampler, Target, default_probes
 from tracker.environment import fingerprint
-from tracker.runner import RunResult, summary_for_history
+from tracker.runner import RunResult, interrupts_deferred, summary_for_history
 from tracker.store import SampleRecord, Store
 from tracker.store.writer import StoreWriter
 from tracker.summary import run_document
@@ -111,26 +111,27 @@ def execute_attach(
     except KeyboardInterrupt:
         status = "interrupted"
     finally:
-        sampler.stop()
-        writer.close()
-        if writer.error is not None and error is None:
-            error = f"some results could not be stored: {writer.error}"
-        run = replace(
-            store.get_run(run_id),
-            status=status,
-            duration_s=time.monotonic() - started,
-            probes_unavailable=sampler.unavailable,
-            error=error,
-        )
-        document = run_document(run, (), store.samples(run_id), store.findings(run_id))
-        store.finish_run(
-            run_id,
-            status=status,
-            duration_s=run.duration_s or 0.0,
-            summary=summary_for_history(document),
-            probes_unavailable=run.probes_unavailable,
-            error=error,
-        )
+        with interrupts_deferred():
+            sampler.stop()
+            writer.close()
+            if writer.error is not None and error is None:
+                error = f"some results could not be stored: {writer.error}"
+            run = replace(
+                store.get_run(run_id),
+                status=status,
+                duration_s=time.monotonic() - started,
+                probes_unavailable=sampler.unavailable,
+                error=error,
+            )
+            document = run_document(run, (), store.samples(run_id), store.findings(run_id))
+            store.finish_run(
+                run_id,
+                status=status,
+                duration_s=run.duration_s or 0.0,
+                summary=summary_for_history(document),
+                probes_unavailable=run.probes_unavailable,
+                error=error,
+            )
     return RunResult(run_id, status, document)
 
 

@@ -12,7 +12,8 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -198,36 +199,55 @@ def execute_run(
         error = f"{type(exc).__name__}: {exc}"
         raise
     finally:
-        if pool is not None:
-            pool.close()
-        if sampler is not None:
-            sampler.stop()
-        if writer is not None:
-            writer.close()
-            if writer.error is not None and error is None:
-                error = f"some results could not be stored: {writer.error}"
-        run = replace(
-            store.get_run(run_id),
-            status=status,
-            duration_s=time.monotonic() - started,
-            probes_unavailable=dict(sampler.unavailable) if sampler is not None else {},
-            error=error,
-            summary={"abandoned": abandoned},
-        )
-        document = run_document(
-            run, store.iter_windows(run_id), store.samples(run_id), store.findings(run_id)
-        )
-        slo = evaluate(scenario.thresholds, document)
-        document["slo"] = [r.to_json() for r in slo]
-        store.finish_run(
-            run_id,
-            status=run.status,
-            duration_s=run.duration_s or 0.0,
-            summary=summary_for_history(document),
-            probes_unavailable=run.probes_unavailable,
-            error=error,
-        )
+        # Finishing takes a moment (flush, summary); a Ctrl-C meanwhile must not leave the
+        # run half-stored, so interrupts wait until it is done.
+        with interrupts_deferred():
+            if pool is not None:
+                pool.close()
+            if sampler is not None:
+                sampler.stop()
+            if writer is not None:
+                writer.close()
+                if writer.error is not None and error is None:
+                    error = f"some results could not be stored: {writer.error}"
+            run = replace(
+                store.get_run(run_id),
+                status=status,
+                duration_s=time.monotonic() - started,
+                probes_unavailable=dict(sampler.unavailable) if sampler is not None else {},
+                error=error,
+                summary={"abandoned": abandoned},
+            )
+            document = run_document(
+                run, store.iter_windows(run_id), store.samples(run_id), store.findings(run_id)
+            )
+            slo = evaluate(scenario.thresholds, document)
+            document["slo"] = [r.to_json() for r in slo]
+            store.finish_run(
+                run_id,
+                status=run.status,
+                duration_s=run.duration_s or 0.0,
+                summary=summary_for_history(document),
+                probes_unavailable=run.probes_unavailable,
+                error=error,
+            )
     return RunResult(run_id, status, document, slo)
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ignore SIGINT / SIGTERM inside the block (main thread only), then restore them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum in previous:
+        signal.signal(signum, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _unknown() -> int:

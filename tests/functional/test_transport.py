@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from support.raw_http import RawConn, answer_ok, running_raw_server
 
+import tracker.transport.pool as pool_module
 from tracker.driver.loop import run as run_loop
 from tracker.transport import (
     Client,
@@ -336,12 +337,13 @@ def test_a_timeout_says_whether_it_struck_waiting_for_a_connection_or_the_answer
                 pool = client.pool(Origin.of(server.url))
                 exchanges = [pool.exchange("GET", _get(pool), connect_timeout=5) for _ in "ab"]
 
-                async def use(exchange: Exchange) -> None:
+                async def use(exchange: Exchange, timeout_s: float) -> None:
                     with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(0.2), exchange as resp:
+                        async with asyncio.timeout(timeout_s), exchange as resp:
                             await resp.read()
 
-                await asyncio.gather(*(use(e) for e in exchanges))
+                # The waiting one gives up first: the connection is still busy then.
+                await asyncio.gather(use(exchanges[0], 0.4), use(exchanges[1], 0.2))
                 return [e.stage for e in exchanges]
 
         # The first was sent and waited for its answer; the second never got a connection.
@@ -472,3 +474,23 @@ def test_closing_the_client_closes_idle_connections(on_loop):
 
         on_loop(main())
         assert closed.wait(2)
+
+
+def test_connections_opened_for_a_burst_are_closed_once_idle(on_loop, monkeypatch):
+    monkeypatch.setattr(pool_module, "IDLE_TIMEOUT_S", 0.2)
+    with running_raw_server(answer_ok) as server:
+
+        async def main() -> tuple[int, int, int]:
+            async with Client() as client:
+                pool = client.pool(Origin.of(server.url))
+                await asyncio.gather(*(_fetch(pool) for _ in range(8)))  # a burst
+                after_burst = pool.open_connections
+                await asyncio.sleep(0.3)
+                for _ in range(3):  # a steady trickle on one warm connection
+                    await _fetch(pool)
+                return after_burst, pool.open_connections, pool.opened
+
+        after_burst, after_idle, opened = on_loop(main())
+    assert after_burst == 8
+    assert after_idle == 1  # the seven cold ones were closed, the warm one kept
+    assert opened == 8  # and the trickle reused it rather than opening another

@@ -33,6 +33,7 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False  # the socket is gone or going; never reuse
         self.exchanges = 0  # responses completed on this connection
+        self.idle_since = 0.0  # time.monotonic() when it last went back to the pool
         self._now = 0.0
         self._reset(head_only=False)
 

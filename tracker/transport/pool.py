@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
+import time
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
@@ -23,6 +24,12 @@ from tracker.transport.response import Response
 # Methods a request may be resent with when a reused connection turns out to have been
 # closed by the server before it read the request (RFC 9110 9.2.2).
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
+
+# An idle connection unused this long is closed. A stall (a GC pause, a busy CPU) makes an
+# open-model run send a burst and open a connection per request in it; without this the
+# pool kept every one of them for the rest of the run (~5 KB each, up to max_connections),
+# and kept those the server had closed too.
+IDLE_TIMEOUT_S = 30.0
 
 Stage = Literal["wait", "connect", "exchange", "body"]
 
@@ -142,10 +149,20 @@ class Pool:
     def release(self, conn: Connection) -> None:
         """Take a connection back after an exchange: pooled if reusable, else closed."""
         if conn.reusable:
+            now = time.monotonic()
+            conn.idle_since = now
             self._idle.append(conn)
+            self._prune(now - IDLE_TIMEOUT_S)
             self._wake_one()
         else:
             self.discard(conn)
+
+    def _prune(self, cutoff: float) -> None:
+        """Close idle connections at the cold end (least recently used first) that the
+        server has closed or that sat unused since before `cutoff`."""
+        idle = self._idle
+        while idle and (not idle[0].reusable or idle[0].idle_since < cutoff):
+            self.discard(idle.popleft())
 
     def discard(self, conn: Connection) -> None:
         conn.close()
