@@ -24,6 +24,8 @@ from probes.memory import MemoryProbe
 from probes.own import SelfProbe
 from probes.pressure import PressureProbe
 from probes.sampler import Probe, ProbeSample, Sampler, default_probes
+from probes.stacks import StackProbe
+from probes.stacks_gc import GcEstimateProbe
 from probes.target import ProbeError, Target
 
 _PROBE_CLASSES = (
@@ -37,6 +39,8 @@ _PROBE_CLASSES = (
     PythonGcProbe,
     JvmGcProbe,
     GoGcProbe,
+    StackProbe,
+    GcEstimateProbe,
 )
 
 UNITS: dict[str, str] = {
@@ -86,6 +90,7 @@ __all__ = [
     "UNITS",
     "CpuProbe",
     "DiskProbe",
+    "GcEstimateProbe",
     "GoGcProbe",
     "GpuProbe",
     "JvmGcProbe",
@@ -98,6 +103,7 @@ __all__ = [
     "PythonGcProbe",
     "Sampler",
     "SelfProbe",
+    "StackProbe",
     "Target",
     "default_probes",
     "family_of",

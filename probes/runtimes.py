@@ -22,6 +22,8 @@ from probes.gc_go import GoGcProbe
 from probes.gc_jvm import JvmGcProbe
 from probes.gc_python import PythonGcProbe
 from probes.sampler import Probe
+from probes.stacks import StackProbe
+from probes.stacks_gc import GcEstimateProbe
 from probes.target import Target
 
 # Go writes this marker at the start of its build-info section in every binary
@@ -163,6 +165,29 @@ def attach_gc_probes(
     if any(_is_jvm(proc) for proc in target.processes()):
         return [JvmGcProbe(jstat_interval_s=interval_s)]
     return []
+
+
+def is_python_process(proc: psutil.Process) -> bool:
+    """True when the process runs a Python interpreter (whatever its script is called)."""
+    try:
+        return os.path.basename(proc.exe()).startswith(("python", "pypy"))
+    except psutil.Error:
+        return False
+
+
+def stack_probes(target: Target, *, launched: bool) -> list[Probe]:
+    """py-spy probes for a Python target's root process: stacks, GIL and idle shares.
+
+    An attached target also gets the py-spy estimate of its GC time (a launched one has
+    the exact agent instead). Other runtimes get none.
+    """
+    procs = target.processes()
+    if not procs or not is_python_process(procs[0]):
+        return []
+    probes: list[Probe] = [StackProbe(procs[0].pid)]
+    if not launched:
+        probes.append(GcEstimateProbe(procs[0].pid))
+    return probes
 
 
 def _is_jvm(proc: psutil.Process) -> bool:

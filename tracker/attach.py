@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from probes import Probe, ProbeSample, Sampler, Target, default_probes
 from tracker.environment import fingerprint
-from tracker.runner import RunResult, interrupts_deferred, summary_for_history
+from tracker.runner import RunResult, interrupts_deferred, store_profiles, summary_for_history
 from tracker.store import SampleRecord, Store
 from tracker.store.writer import StoreWriter
 from tracker.summary import run_document
@@ -89,6 +89,7 @@ def execute_attach(
             click.echo(line, err=True)
         if echo and sample.note:
             click.echo(f"  » {sample.note}", err=True)
+        store_profiles(extra_probes, started, writer)
 
     sampler = Sampler(
         target, interval_s, on_sample=on_sample, probes=[*default_probes(), *extra_probes]
@@ -113,6 +114,7 @@ def execute_attach(
     finally:
         with interrupts_deferred():
             sampler.stop()
+            store_profiles(extra_probes, started, writer)
             writer.close()
             if writer.error is not None and error is None:
                 error = f"some results could not be stored: {writer.error}"
@@ -123,7 +125,9 @@ def execute_attach(
                 probes_unavailable=sampler.unavailable,
                 error=error,
             )
-            document = run_document(run, (), store.samples(run_id), store.findings(run_id))
+            document = run_document(
+                run, (), store.samples(run_id), store.findings(run_id), store.iter_profiles(run_id)
+            )
             store.finish_run(
                 run_id,
                 status=status,

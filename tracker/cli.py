@@ -227,6 +227,25 @@ def demo(
 
 @cli.command()
 @click.argument("run_spec", metavar="RUN", default="latest")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["speedscope", "collapsed"]),
+    default="speedscope",
+    show_default=True,
+    help="speedscope JSON (https://www.speedscope.app) or collapsed stacks (flamegraph.pl).",
+)
+@click.option("--out", required=True, metavar="FILE", help="Where to write it (- for stdout).")
+@db_option
+def export(run_spec: str, fmt: str, out: str, db_url: str | None) -> None:
+    """Export a stored run's stack profile (RUN: an id or `latest`)."""
+    from tracker import commands
+
+    commands.export(run_spec, fmt=fmt, out=out, db_url=db_url)
+
+
+@cli.command()
+@click.argument("run_spec", metavar="RUN", default="latest")
 @click.option("--json", "as_json", is_flag=True, help="Print the run JSON document.")
 @db_option
 def show(run_spec: str, as_json: bool, db_url: str | None) -> None:
@@ -242,6 +261,7 @@ def show(run_spec: str, as_json: bool, db_url: str | None) -> None:
         store.iter_windows(run_record.id),
         store.samples(run_record.id),
         store.findings(run_record.id),
+        store.iter_profiles(run_record.id),
     )
     if as_json:
         click.echo(json.dumps(doc, indent=2, default=str))

@@ -120,7 +120,12 @@ def build_run_scenario(
 def run(scenario_file: str | None, options: dict[str, Any], given: set[str]) -> None:
     """`perfsleuth run`: build the scenario, run it, report, exit per the contract."""
     from probes import Probe, ProbeError, Target
-    from probes.runtimes import attach_gc_probes, close_probes, launch_with_gc_probes
+    from probes.runtimes import (
+        attach_gc_probes,
+        close_probes,
+        launch_with_gc_probes,
+        stack_probes,
+    )
     from tracker.driver.loop import event_loop_name
     from tracker.progress import ProgressPrinter
     from tracker.report import render_run
@@ -151,11 +156,13 @@ def run(scenario_file: str | None, options: dict[str, Any], given: set[str]) -> 
                 wait_until_reachable(scenario.base_url, target, timeout_s=60.0)
                 if not extra:
                     extra.extend(attach_gc_probes(target, interval_s=interval))
+                extra.extend(stack_probes(target, launched=True))
             elif spec is not None:
                 target = (
                     Target.from_pid(spec.pid) if spec.pid else Target.from_name(spec.name or "")
                 )
                 extra.extend(attach_gc_probes(target, gc_log=gc_log, interval_s=interval))
+                extra.extend(stack_probes(target, launched=False))
             elif gc_log is not None:
                 raise UsageError("--gc-log needs a target: add --attach, --attach-name or --launch")
         except ProbeError as exc:
@@ -207,7 +214,7 @@ def attach(
 ) -> None:
     """`perfsleuth attach`: probes only; exit codes as for `run`."""
     from probes import ProbeError, Target
-    from probes.runtimes import attach_gc_probes, close_probes
+    from probes.runtimes import attach_gc_probes, close_probes, stack_probes
     from tracker.attach import execute_attach
     from tracker.report import render_run
     from tracker.store import Store
@@ -226,6 +233,7 @@ def attach(
     try:
         target = Target.from_pid(pid) if pid is not None else Target.from_name(name or "")
         extra = attach_gc_probes(target, gc_log=gc_log, interval_s=probe_interval)
+        extra.extend(stack_probes(target, launched=False))
     except ProbeError as exc:
         raise UsageError(str(exc)) from None
     try:
@@ -254,7 +262,7 @@ def demo(
     *, duration: float, fault: str, rate: float, json_path: str | None, db_url: str | None
 ) -> None:
     """`perfsleuth demo`: example server, streaming load, a fault at half time, before/after."""
-    from probes.runtimes import close_probes
+    from probes.runtimes import close_probes, stack_probes
     from tracker import demo as demo_mod
     from tracker.progress import ProgressPrinter
     from tracker.report import render_run
@@ -271,6 +279,7 @@ def demo(
     click.echo(f"starting the example LLM server on http://127.0.0.1:{port} ...", err=True)
     launched = demo_mod.start_server(port)
     target = launched.target
+    launched.probes.extend(stack_probes(target, launched=True))
     split = duration / 2
     scenario = demo_mod.demo_scenario(port, duration, rate)
     actions: list[TimedAction] = []
@@ -314,3 +323,34 @@ def demo(
         sys.exit(_EXIT_INTERRUPTED)
     if result.status == "failed":
         sys.exit(EXIT_RUN_FAILED)
+
+
+def export(run_spec: str, *, fmt: str, out: str, db_url: str | None) -> None:
+    """`perfsleuth export`: the run's stack samples, merged, as speedscope or collapsed."""
+    from probes.stacks_profile import format_collapsed, merge
+    from probes.stacks_speedscope import speedscope_document
+    from tracker.store import Store
+
+    if out != "-":
+        check_json_path(out)
+    store = Store.open(db_url)
+    run = store.get_run(run_spec)
+    stacks = merge(p.stacks for p in store.iter_profiles(run.id))
+    if not stacks:
+        raise UsageError(
+            f"run {run.id} has no stack samples: they are taken of Python targets "
+            "(--attach/--launch a Python server) when py-spy can attach"
+        )
+    if fmt == "collapsed":
+        text = format_collapsed(stacks)
+    else:
+        document = speedscope_document({f"run {run.id}": stacks}, name=f"perfsleuth run {run.id}")
+        text = json.dumps(document, separators=(",", ":"))
+    if out == "-":
+        click.echo(text)
+        return
+    try:
+        Path(out).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"--out: cannot write {out}: {exc.strerror}") from None
+    click.echo(f"wrote {sum(stacks.values())} stack samples of run {run.id} to {out}", err=True)

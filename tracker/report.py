@@ -115,6 +115,11 @@ def _probe_lines(doc: dict[str, Any]) -> list[str]:
                 continue  # per core / pid / disk: in the JSON, too many for a summary
             unit = stats.get("unit") or ""
             lines.append(f"    {name:<38} {stats['mean']:>10.1f} / {stats['max']:<10.1f} {unit}")
+    stacks = doc.get("stacks")
+    if stacks:
+        lines.append(f"  where Python code ran ({stacks['samples']} py-spy samples, self time):")
+        for row in stacks["top_self"][:5]:
+            lines.append(f"    {row['pct']:5.1f}%  {row['function']}")
     for probe, reason in (doc.get("probes_unavailable") or {}).items():
         lines.append(f"  probe {probe} unavailable: {reason}")
     for event in doc.get("probe_events") or []:

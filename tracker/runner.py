@@ -29,7 +29,7 @@ from tracker.metrics import Window
 from tracker.progress import ProgressPrinter
 from tracker.scenario import Scenario
 from tracker.slo import ThresholdResult, evaluate
-from tracker.store import SampleRecord, Store
+from tracker.store import ProfileRecord, SampleRecord, Store
 from tracker.store.writer import StoreWriter
 from tracker.summary import run_document
 
@@ -150,6 +150,7 @@ def execute_run(
             sink.add_sample(
                 SampleRecord(sample.t_mono - t0, sample.metrics, sample.target_alive, sample.note)
             )
+            store_profiles(extra_probes, t0, sink)
 
         def on_window(window: Window) -> None:
             sink.add_window(window)
@@ -207,6 +208,7 @@ def execute_run(
             if sampler is not None:
                 sampler.stop()
             if writer is not None:
+                store_profiles(extra_probes, t0, writer)  # the windows the last tick missed
                 writer.close()
                 if writer.error is not None and error is None:
                     error = f"some results could not be stored: {writer.error}"
@@ -219,7 +221,11 @@ def execute_run(
                 summary={"abandoned": abandoned},
             )
             document = run_document(
-                run, store.iter_windows(run_id), store.samples(run_id), store.findings(run_id)
+                run,
+                store.iter_windows(run_id),
+                store.samples(run_id),
+                store.findings(run_id),
+                store.iter_profiles(run_id),
             )
             slo = evaluate(scenario.thresholds, document)
             document["slo"] = [r.to_json() for r in slo]
@@ -232,6 +238,18 @@ def execute_run(
                 error=error,
             )
     return RunResult(run_id, status, document, slo)
+
+
+def store_profiles(probes: Sequence[Probe], t0: float, writer: StoreWriter) -> None:
+    """Hand the stack windows the probes completed since the last call to the store."""
+    for probe in probes:
+        take = getattr(probe, "take_windows", None)
+        if take is None:
+            continue
+        for w in take():
+            writer.add_profile(
+                ProfileRecord(w.start_mono - t0, w.end_mono - w.start_mono, w.samples, w.stacks)
+            )
 
 
 @contextmanager

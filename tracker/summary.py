@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from probes import unit_of
+from probes.stacks_profile import merge, top_functions
 from tracker.metrics import (
     INFLIGHT_WAIT,
     ITL,
@@ -25,7 +26,7 @@ from tracker.metrics import (
     Window,
     per_request,
 )
-from tracker.store import FindingRecord, RunRecord, SampleRecord
+from tracker.store import FindingRecord, ProfileRecord, RunRecord, SampleRecord
 
 #: A driver whose schedule lag p99 exceeds this cannot keep its schedule: its latencies
 #: partly measure itself, so the run is marked saturated rather than blaming the server.
@@ -168,11 +169,28 @@ def probe_section(samples: Iterable[SampleRecord]) -> dict[str, dict[str, Any]]:
     }
 
 
+def stacks_section(profiles: Iterable[ProfileRecord], top: int = 10) -> dict[str, Any] | None:
+    """Where the target's Python code spent its time: top functions by self and total."""
+    merged = merge(p.stacks for p in profiles)
+    if not merged:
+        return None
+
+    def rows(by: str) -> list[dict[str, Any]]:
+        return [
+            {"function": f.function, "pct": round(f.self_pct if by == "self" else f.total_pct, 2)}
+            for f in top_functions(merged, top, by=by)
+            if (f.self_samples if by == "self" else f.total_samples)
+        ]
+
+    return {"samples": sum(merged.values()), "top_self": rows("self"), "top_total": rows("total")}
+
+
 def run_document(
     run: RunRecord,
     windows: Iterable[Window],
     samples: Iterable[SampleRecord],
     findings: Iterable[FindingRecord],
+    profiles: Iterable[ProfileRecord] = (),
 ) -> dict[str, Any]:
     """The run JSON contract (DESIGN.md §4) for one stored run."""
     scenario = run.scenario_json
@@ -209,6 +227,7 @@ def run_document(
     )
     doc["probes_unavailable"] = dict(run.probes_unavailable)
     doc["probe_events"] = [{"t_s": round(s.t_s, 3), "note": s.note} for s in sample_list if s.note]
+    doc["stacks"] = stacks_section(profiles)
     doc["findings"] = [f.to_json() for f in findings]
     doc["slo"] = list((run.summary or {}).get("slo") or [])
     doc["url"] = run.target_url
