@@ -1,7 +1,10 @@
-"""Probe overhead: CPU the /proc and psutil probes cost at 4 Hz on a target with 100 threads.
+"""Probe overhead: the /proc probes' CPU, and what stack sampling costs a Python server.
 
-Target (probes issue): all psutil / /proc probes at 4 Hz on a target with 100 threads
-use < 1% of one core. A target process runs 100 threads that each wake every 50 ms (so
+Targets (probes issue): all psutil / /proc probes at 4 Hz on a target with 100 threads
+use < 1% of one core; and a CPU-bound Python HTTP server loses < 3% of its throughput
+while perfsleuth samples its stacks (py-spy, the default StackProbe), same load.
+
+First part: a target process runs 100 threads that each wake every 50 ms (so
 there are context switches and run delay to count); in every repeat a sampler process
 runs the default probes against it at 250 ms for --duration seconds and reports the CPU
 time it used (getrusage) after its imports, and a peer sampler with no probes (the bare
@@ -9,6 +12,11 @@ sampling thread) runs in the same repeat. Also printed: the mean time of one `sa
 call per probe.
 
     benchmarks/.venv/bin/python benchmarks/probe_overhead.py --duration 20 --repeats 3
+
+Second part: a ThreadingHTTPServer whose handler burns ~2 ms of Python per request
+(pinned to the first CPU) is driven by `wrk -t1 -c4` (pinned to the last CPU) for
+--duration seconds with and without a StackProbe attached to it, alternating, in every
+repeat; the verdict is the median of the per-repeat throughput ratios.
 
 Always exits 0: benchmarks report, they do not gate.
 """
@@ -20,10 +28,66 @@ import json
 import signal
 import subprocess
 import sys
+import time
 
-from _peers import fmt, header, median, run_main, stop_process, table, verdict
+from _peers import (
+    fmt,
+    free_port,
+    header,
+    median,
+    pin_prefix,
+    run_main,
+    run_wrk,
+    split_cpus,
+    stop_process,
+    table,
+    verdict,
+    wait_port,
+)
 
 TARGET_PCT_OF_CORE = 1.0
+MAX_THROUGHPUT_LOSS = 0.03
+
+CPU_SERVER = """
+import sys, time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+def work():
+    end = time.perf_counter() + 0.002
+    n = 0
+    while time.perf_counter() < end:
+        n += 1
+    return n
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = str(work()).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+
+class Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        pass  # wrk resets its connections when it stops
+
+Server(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"""
+
+# Runs the StackProbe (and nothing else) against the server for the given seconds.
+STACKS = """
+import sys, time
+from probes import Sampler, StackProbe, Target
+pid, seconds = int(sys.argv[1]), float(sys.argv[2])
+probe = StackProbe(pid)
+with Sampler(Target.from_pid(pid), 0.25, probes=[probe]) as sampler:
+    time.sleep(seconds)
+windows = probe.take_windows()
+print(len(windows), sum(w.samples for w in windows), probe.unavailable or "-", flush=True)
+"""
 
 TARGET = """
 import threading, time
@@ -148,6 +212,60 @@ def main() -> None:
         )
     finally:
         stop_process(target, signal.SIGKILL)
+    stack_sampling_cost(args.duration, args.repeats)
+
+
+def stack_sampling_cost(duration: float, repeats: int) -> None:
+    server_cpu, client_cpu = split_cpus(True)
+    port = free_port()
+    server = subprocess.Popen(
+        [*pin_prefix(server_cpu), sys.executable, "-c", CPU_SERVER, str(port)],
+        start_new_session=True,
+    )
+    try:
+        wait_port(port)
+        url = f"http://127.0.0.1:{port}/"
+        run_wrk(url, 4, 2, cpu=client_cpu)  # warm up
+        ratios: list[float] = []
+        rows = []
+        for k in range(repeats):
+            order = [False, True] if k % 2 == 0 else [True, False]
+            rps: dict[bool, float] = {}
+            for sampled in order:
+                spy = None
+                if sampled:
+                    spy = subprocess.Popen(
+                        [*pin_prefix(client_cpu), sys.executable, "-c", STACKS,
+                         str(server.pid), str(duration + 2)],
+                        stdout=subprocess.PIPE, text=True,
+                    )  # fmt: skip
+                    time.sleep(1.5)  # py-spy is sampling before the load starts
+                rps[sampled] = run_wrk(url, 4, duration, cpu=client_cpu).rps
+                if spy is not None:
+                    out, _ = spy.communicate(timeout=60)
+                    print(f"  stack probe: windows, samples, unavailable = {out.strip()}")
+            ratio = rps[True] / rps[False]
+            ratios.append(ratio)
+            rows.append([k + 1, fmt(rps[False], 1), fmt(rps[True], 1), fmt(ratio, 4)])
+            print(f"repeat {k + 1}/{repeats}: {rps[False]:.1f} req/s alone, "
+                  f"{rps[True]:.1f} with stack sampling ({ratio:.4f})", flush=True)  # fmt: skip
+        rows.append(["median", "-", "-", fmt(median(ratios), 4)])
+        print()
+        print(table(["repeat", "req/s alone", "req/s sampled", "sampled / alone"], rows))
+        loss = 1 - median(ratios)
+        print()
+        print(
+            table(
+                ["target", "measured", "verdict"],
+                [[
+                    f"throughput loss with stack sampling < {MAX_THROUGHPUT_LOSS:.0%}",
+                    f"{loss:+.2%} (median ratio {median(ratios):.4f})",
+                    verdict(loss < MAX_THROUGHPUT_LOSS),
+                ]],
+            )
+        )  # fmt: skip
+    finally:
+        stop_process(server, signal.SIGKILL)
 
 
 if __name__ == "__main__":
