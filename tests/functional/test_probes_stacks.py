@@ -37,7 +37,7 @@ HOT_AND_SLEEPER = """
 import threading, time
 def sleeper():
     while True:
-        time.sleep(0.2)
+        time.sleep(0.5)
 def hot_loop():
     x = 0
     while True:
@@ -47,11 +47,12 @@ print("ready", flush=True)
 hot_loop()
 """
 
+# Wakes rarely: a woken thread is briefly runnable, which py-spy counts as active.
 SLEEPER = """
 import time
 print("ready", flush=True)
 while True:
-    time.sleep(0.05)
+    time.sleep(0.5)
 """
 
 # Builds reference cycles so the cyclic collector runs much of the time, and prints the
