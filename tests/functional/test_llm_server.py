@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from support.filesystems import on_tmpfs
 from support.llm_server import ServerHandle, running_llm_server, stop_process
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
@@ -90,14 +91,6 @@ def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.05)
     return False
-
-
-def on_tmpfs(path: str) -> bool:
-    """Whether ``path`` lives on a RAM filesystem, where fsync costs nothing."""
-    mounts = [line.split()[1:3] for line in Path("/proc/mounts").read_text().splitlines()]
-    path = os.path.realpath(path) + "/"
-    containing = [m for m in mounts if path.startswith(m[0].rstrip("/") + "/")]
-    return max(containing, key=lambda m: len(m[0]))[1] in ("tmpfs", "ramfs")
 
 
 def pid_alive(pid: int) -> bool:
