@@ -126,7 +126,11 @@ def execute_attach(
                 error=error,
             )
             document = run_document(
-                run, (), store.samples(run_id), store.findings(run_id), store.iter_profiles(run_id)
+                run,
+                (),
+                store.iter_samples(run_id),
+                store.findings(run_id),
+                store.iter_profiles(run_id),
             )
             store.finish_run(
                 run_id,

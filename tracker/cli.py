@@ -259,7 +259,7 @@ def show(run_spec: str, as_json: bool, db_url: str | None) -> None:
     doc = run_document(
         run_record,
         store.iter_windows(run_record.id),
-        store.samples(run_record.id),
+        store.iter_samples(run_record.id),
         store.findings(run_record.id),
         store.iter_profiles(run_record.id),
     )

@@ -223,7 +223,7 @@ def execute_run(
             document = run_document(
                 run,
                 store.iter_windows(run_id),
-                store.samples(run_id),
+                store.iter_samples(run_id),
                 store.findings(run_id),
                 store.iter_profiles(run_id),
             )

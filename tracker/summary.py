@@ -149,12 +149,20 @@ def _sessions(total: Window) -> dict[str, Any] | None:
     return {"ok": ok, "failed": failed, "duration_ms": _pct(total, SESSION)}
 
 
-def probe_section(samples: Iterable[SampleRecord]) -> dict[str, dict[str, Any]]:
-    """Mean and max of every probe metric over the run, with its unit."""
+def probe_section(
+    samples: Iterable[SampleRecord], events: list[dict[str, Any]] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Mean and max of every probe metric over the run, with its unit.
+
+    One pass over the samples (an hour at 4 Hz is 14,400 of them, read from the store as
+    they come); their notes are appended to `events` on the way.
+    """
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
     maxima: dict[str, float] = {}
     for sample in samples:
+        if events is not None and sample.note:
+            events.append({"t_s": round(sample.t_s, 3), "note": sample.note})
         for name, value in sample.metrics.items():
             sums[name] = sums.get(name, 0.0) + value
             counts[name] = counts.get(name, 0) + 1
@@ -200,7 +208,6 @@ def run_document(
     sessions = bool(scenario.get("session"))
     # With sessions the rate is of sessions, not requests: reported apart.
     target_rate = load.get("rate") if constant_open and not sessions else None
-    sample_list = list(samples)
     doc: dict[str, Any] = {
         "run_id": run.id,
         "status": run.status,
@@ -220,13 +227,14 @@ def run_document(
     doc["target_session_rate_per_s"] = load.get("rate") if constant_open and sessions else None
     extras = run.summary or {}
     doc["requests"]["abandoned"] = int(extras.get("abandoned") or 0)
-    doc["probes"] = probe_section(sample_list)
+    events: list[dict[str, Any]] = []
+    doc["probes"] = probe_section(samples, events)
     own_cpu = doc["probes"].get("driver.cpu_pct")
     doc["driver"]["cpu_pct"] = (
         {"mean": own_cpu["mean"], "max": own_cpu["max"]} if own_cpu is not None else None
     )
     doc["probes_unavailable"] = dict(run.probes_unavailable)
-    doc["probe_events"] = [{"t_s": round(s.t_s, 3), "note": s.note} for s in sample_list if s.note]
+    doc["probe_events"] = events
     doc["stacks"] = stacks_section(profiles)
     doc["findings"] = [f.to_json() for f in findings]
     doc["slo"] = list((run.summary or {}).get("slo") or [])

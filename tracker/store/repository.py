@@ -248,13 +248,20 @@ class Store:
                 yield _window(model)
 
     def samples(self, run_id: int) -> list[SampleRecord]:
+        return list(self.iter_samples(run_id))
+
+    def iter_samples(self, run_id: int) -> Iterator[SampleRecord]:
+        """The run's probe samples in time order, read a batch at a time (a long run at
+        4 Hz holds tens of thousands)."""
         with Session(self._engine) as session:
             models = session.scalars(
                 select(ProbeSampleModel)
                 .where(ProbeSampleModel.run_id == run_id)
                 .order_by(ProbeSampleModel.t_s)
+                .execution_options(yield_per=500)
             )
-            return [SampleRecord(m.t_s, dict(m.metrics), m.target_alive, m.note) for m in models]
+            for m in models:
+                yield SampleRecord(m.t_s, dict(m.metrics), m.target_alive, m.note)
 
     def findings(self, run_id: int) -> list[FindingRecord]:
         with Session(self._engine) as session:
