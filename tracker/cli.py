@@ -51,6 +51,22 @@ def db_option(func: F) -> F:
     )(func)
 
 
+# Options several commands share, declared once so their spelling and help stay the same.
+gc_log_option = click.option(
+    "--gc-log",
+    default=None,
+    metavar="FILE",
+    help="The target JVM's GC log (-Xlog:gc:file=FILE), read for GC pauses.",
+)
+no_tui_option = click.option(
+    "--no-tui", is_flag=True, help="Plain progress lines (the default until the TUI lands)."
+)
+json_option = click.option(
+    "--json", "json_path", default=None, metavar="FILE", help="Write the run JSON (- for stdout)."
+)
+tag_option = click.option("--tag", default=None, help="Label the run, e.g. a build or branch name.")
+
+
 def _fail(message: str, code: int) -> None:
     click.echo(f"perfsleuth: error: {message}", err=True)
     sys.exit(code)
@@ -117,19 +133,10 @@ def cli() -> None:
 @click.option(
     "--probe-interval", type=DURATION, default=None, help="Probe sampling interval [250ms]."
 )
-@click.option(
-    "--gc-log",
-    default=None,
-    metavar="FILE",
-    help="The target JVM's GC log (-Xlog:gc:file=FILE), read for GC pauses.",
-)
-@click.option(
-    "--no-tui", is_flag=True, help="Plain progress lines (the default until the TUI lands)."
-)
-@click.option(
-    "--json", "json_path", default=None, metavar="FILE", help="Write the run JSON (- for stdout)."
-)
-@click.option("--tag", default=None, help="Label the run, e.g. a build or branch name.")
+@gc_log_option
+@no_tui_option
+@json_option
+@tag_option
 @db_option
 @click.pass_context
 def run(ctx: click.Context, /, scenario_file: str | None, **options: Any) -> None:
@@ -150,23 +157,14 @@ def run(ctx: click.Context, /, scenario_file: str | None, **options: Any) -> Non
 @cli.command()
 @click.argument("pid", type=int, required=False)
 @click.option("--name", default=None, metavar="NAME", help="Attach to the process matching NAME.")
-@click.option(
-    "--gc-log",
-    default=None,
-    metavar="FILE",
-    help="The target JVM's GC log (-Xlog:gc:file=FILE), read for GC pauses.",
-)
+@gc_log_option
 @click.option("--duration", type=DURATION, default=None, help="How long to watch [until Ctrl-C].")
 @click.option(
     "--probe-interval", type=DURATION, default="250ms", show_default=True, help="Sampling interval."
 )
-@click.option(
-    "--no-tui", is_flag=True, help="Plain progress lines (the default until the TUI lands)."
-)
-@click.option(
-    "--json", "json_path", default=None, metavar="FILE", help="Write the run JSON (- for stdout)."
-)
-@click.option("--tag", default=None, help="Label the run, e.g. a build or branch name.")
+@no_tui_option
+@json_option
+@tag_option
 @db_option
 def attach(
     pid: int | None,
@@ -204,12 +202,8 @@ def attach(
     help="Fault switched on in the example server halfway through.",
 )
 @click.option("--rate", type=float, default=4.0, show_default=True, help="Requests per second.")
-@click.option(
-    "--no-tui", is_flag=True, help="Plain progress lines (the default until the TUI lands)."
-)
-@click.option(
-    "--json", "json_path", default=None, metavar="FILE", help="Write the run JSON (- for stdout)."
-)
+@no_tui_option
+@json_option
 @db_option
 def demo(
     duration: float,
