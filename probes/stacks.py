@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from typing import ClassVar
 import psutil
 
 from probes.stacks_profile import CollapsedStacks
-from probes.stacks_pyspy import Failure, PySpy, PySpyError, ThreadStack, find_py_spy
+from probes.stacks_pyspy import Failure, PySpyError, PySpyWorker, ThreadStack
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +95,7 @@ class StackWindow:
         return self.samples / span if span > 0 else 0.0
 
 
-class StackProbe:
+class StackProbe(PySpyWorker):
     """Samples ``py.*`` metrics and per-window stack profiles of one Python process.
 
     Sampling runs on the probe's own thread, started by the first :meth:`sample` call,
@@ -110,6 +109,7 @@ class StackProbe:
     """
 
     name = "stacks"
+    thread_label = "stacks"
     METRICS: ClassVar[dict[str, tuple[str, str]]] = {
         "py.gil_held_pct": (
             "%",
@@ -145,17 +145,9 @@ class StackProbe:
         """
         if rate_hz < 2:
             raise ValueError(f"rate_hz must be at least 2, got {rate_hz}")
-        self.pid = pid
+        super().__init__(pid, py_spy)
         self.rate_hz = int(rate_hz)
         self.native = native
-        self.unavailable: str | None = None
-        binary = find_py_spy(py_spy)
-        if binary is None:
-            self.unavailable = "py-spy not found: install it (pip install py-spy)"
-        self._spy = PySpy(binary or "py-spy", pid)
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._latest: StackWindow | None = None
         self._pending: deque[StackWindow] = deque(maxlen=_MAX_PENDING_WINDOWS)
         self._total: CollapsedStacks = {}
@@ -172,11 +164,7 @@ class StackProbe:
         """
         if self.unavailable or not procs:
             return {}
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._run, name=f"perfsleuth-stacks-{self.pid}", daemon=True
-            )
-            self._thread.start()
+        self._start()
         with self._lock:
             window = self._latest
         if window is None or window.samples == 0 or now - window.end_mono > _STALE_AFTER_S:
@@ -199,19 +187,6 @@ class StackProbe:
         """Return the profile of every window so far (a copy), e.g. for a speedscope export."""
         with self._lock:
             return dict(self._total)
-
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop sampling (py-spy is interrupted and detaches) and wait for the thread."""
-        self._stop.set()
-        self._spy.kill()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def __enter__(self) -> StackProbe:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _run(self) -> None:
         started = time.monotonic()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import re
 import struct
-import threading
 import time
 from pathlib import Path
 from typing import BinaryIO, ClassVar
@@ -22,7 +21,7 @@ from typing import BinaryIO, ClassVar
 import psutil
 
 from probes.stacks_profile import parse_frame, split_stack
-from probes.stacks_pyspy import Failure, PySpy, PySpyError, RecordedWindow, find_py_spy
+from probes.stacks_pyspy import Failure, PySpyError, PySpyWorker, RecordedWindow
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +145,7 @@ def _symtab_string_tables(f: BinaryIO) -> list[tuple[int, int]]:
     return tables
 
 
-class GcEstimateProbe:
+class GcEstimateProbe(PySpyWorker):
     """Samples ``gc.pause_ms_per_s_estimate`` for an attached Python process.
 
     Runs back-to-back one-second ``py-spy record --native --gil`` windows on its own
@@ -155,6 +154,7 @@ class GcEstimateProbe:
     """
 
     name = "gc_estimate"
+    thread_label = "gc-estimate"
     METRICS: ClassVar[dict[str, tuple[str, str]]] = {
         "gc.pause_ms_per_s_estimate": (
             "ms/s",
@@ -187,17 +187,9 @@ class GcEstimateProbe:
             raise ValueError(
                 f"need rate_hz >= 1, window_s >= 1, 2+ instants a window: {rate_hz}, {window_s}"
             )
-        self.pid = pid
+        super().__init__(pid, py_spy)
         self.rate_hz = int(rate_hz)
         self.window_s = int(window_s)
-        self.unavailable: str | None = None
-        binary = find_py_spy(py_spy)
-        if binary is None:
-            self.unavailable = "py-spy not found: install it (pip install py-spy)"
-        self._spy = PySpy(binary or "py-spy", pid)
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._latest: tuple[float, float] | None = None  # (end_mono, ms per s)
 
     def sample(self, now: float, procs: list[psutil.Process]) -> dict[str, float]:
@@ -212,11 +204,7 @@ class GcEstimateProbe:
         """
         if self.unavailable or not procs:
             return {}
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._run, name=f"perfsleuth-gc-estimate-{self.pid}", daemon=True
-            )
-            self._thread.start()
+        self._start()
         with self._lock:
             latest = self._latest
         if latest is None or now - latest[0] > self.window_s + _STALE_AFTER_S:
@@ -231,19 +219,6 @@ class GcEstimateProbe:
         """Return (``time.monotonic()`` at its end, ms per s) of the last window, if any."""
         with self._lock:
             return self._latest
-
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop sampling (py-spy detaches cleanly) and wait for the thread."""
-        self._stop.set()
-        self._spy.kill()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def __enter__(self) -> GcEstimateProbe:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def _threads(self) -> int:
         try:

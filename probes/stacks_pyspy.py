@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from probes.stacks_profile import CollapsedStacks, frame_label, parse_collapsed
 
@@ -292,3 +292,48 @@ def _thread_stack(trace: dict[str, Any]) -> ThreadStack:
         owns_gil=bool(trace.get("owns_gil", False)),
         stack=";".join(labels),
     )
+
+
+class PySpyWorker:
+    """What a probe running py-spy windows on its own thread has in common.
+
+    Subclasses validate their arguments, call ``super().__init__`` and implement
+    :meth:`_run`, the loop of windows, which must end once ``_stop`` is set; the first
+    :meth:`_start` (from ``sample``) starts it, :meth:`close` ends it.
+    """
+
+    thread_label = "py-spy"
+
+    def __init__(self, pid: int, py_spy: str | None) -> None:
+        self.pid = pid
+        self.unavailable: str | None = None
+        binary = find_py_spy(py_spy)
+        if binary is None:
+            self.unavailable = "py-spy not found: install it (pip install py-spy)"
+        self._spy = PySpy(binary or "py-spy", pid)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name=f"perfsleuth-{self.thread_label}-{self.pid}", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop sampling (py-spy is interrupted and detaches) and wait for the thread."""
+        self._stop.set()
+        self._spy.kill()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

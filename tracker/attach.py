@@ -14,7 +14,13 @@ from dataclasses import replace
 
 from probes import Probe, ProbeSample, Sampler, Target, default_probes
 from tracker.environment import fingerprint
-from tracker.runner import RunResult, interrupts_deferred, store_profiles, summary_for_history
+from tracker.runner import (
+    RunResult,
+    interrupts_deferred,
+    stop_recording,
+    store_profiles,
+    summary_for_history,
+)
 from tracker.store import SampleRecord, Store
 from tracker.store.writer import StoreWriter
 from tracker.summary import run_document
@@ -113,11 +119,7 @@ def execute_attach(
         status = "interrupted"
     finally:
         with interrupts_deferred():
-            sampler.stop()
-            store_profiles(extra_probes, started, writer)
-            writer.close()
-            if writer.error is not None and error is None:
-                error = f"some results could not be stored: {writer.error}"
+            error = stop_recording(sampler, writer, extra_probes, started, error)
             run = replace(
                 store.get_run(run_id),
                 status=status,

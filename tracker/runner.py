@@ -205,13 +205,7 @@ def execute_run(
         with interrupts_deferred():
             if pool is not None:
                 pool.close()
-            if sampler is not None:
-                sampler.stop()
-            if writer is not None:
-                store_profiles(extra_probes, t0, writer)  # the windows the last tick missed
-                writer.close()
-                if writer.error is not None and error is None:
-                    error = f"some results could not be stored: {writer.error}"
+            error = stop_recording(sampler, writer, extra_probes, t0, error)
             run = replace(
                 store.get_run(run_id),
                 status=status,
@@ -238,6 +232,25 @@ def execute_run(
                 error=error,
             )
     return RunResult(run_id, status, document, slo)
+
+
+def stop_recording(
+    sampler: Sampler | None,
+    writer: StoreWriter | None,
+    probes: Sequence[Probe],
+    t0: float,
+    error: str | None,
+) -> str | None:
+    """Stop sampling and flush everything to the store; the run's error, storage included."""
+    if sampler is not None:
+        sampler.stop()
+    if writer is None:
+        return error
+    store_profiles(probes, t0, writer)  # the windows the last tick did not collect
+    writer.close()
+    if writer.error is not None and error is None:
+        return f"some results could not be stored: {writer.error}"
+    return error
 
 
 def store_profiles(probes: Sequence[Probe], t0: float, writer: StoreWriter) -> None:
