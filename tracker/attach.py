@@ -138,7 +138,7 @@ def execute_attach(
                 run_id,
                 status=status,
                 duration_s=run.duration_s or 0.0,
-                summary=summary_for_history(document),
+                summary=summary_for_history(store, run_id, document),
                 probes_unavailable=run.probes_unavailable,
                 error=error,
             )

@@ -67,6 +67,41 @@ json_option = click.option(
 tag_option = click.option("--tag", default=None, help="Label the run, e.g. a build or branch name.")
 
 
+def comparison_options(func: F) -> F:
+    """The flags that tune a comparison, shared by `compare` and `run --baseline`."""
+    for option in reversed(
+        (
+            click.option(
+                "--threshold",
+                "thresholds",
+                multiple=True,
+                metavar="NAME=PCT",
+                help="Minimum effect for a metric (glob), e.g. latency_ms.p99=15 "
+                "[p50 5, p90/p99 10, throughput 5, error_rate 1 point].",
+            ),
+            click.option(
+                "--gate-probes",
+                is_flag=True,
+                help="Probe deltas can fail too (by default they only explain).",
+            ),
+            click.option(
+                "--fail-on-inconclusive",
+                is_flag=True,
+                help="Exit 3 when the data cannot tell (too noisy, no baseline yet).",
+            ),
+            click.option(
+                "--alpha",
+                type=float,
+                default=0.05,
+                show_default=True,
+                help="False discovery rate over the metrics compared.",
+            ),
+        )
+    ):
+        func = option(func)
+    return func
+
+
 def _fail(message: str, code: int) -> None:
     click.echo(f"perfsleuth: error: {message}", err=True)
     sys.exit(code)
@@ -133,6 +168,19 @@ def cli() -> None:
 @click.option(
     "--probe-interval", type=DURATION, default=None, help="Probe sampling interval [250ms]."
 )
+@click.option(
+    "--baseline",
+    default=None,
+    metavar="SPEC",
+    help="Compare with a run id, tag:NAME, last:N or best:N; exit 1 on regression.",
+)
+@click.option(
+    "--group",
+    default=None,
+    metavar="NAME",
+    help="One of several hosts driving one test: runs of a group read as one (group:NAME).",
+)
+@comparison_options
 @gc_log_option
 @no_tui_option
 @json_option
@@ -224,18 +272,86 @@ def demo(
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["speedscope", "collapsed"]),
+    type=click.Choice(["speedscope", "collapsed", "hdr", "csv"]),
     default="speedscope",
     show_default=True,
-    help="speedscope JSON (https://www.speedscope.app) or collapsed stacks (flamegraph.pl).",
+    help="Stack profile: speedscope JSON (https://www.speedscope.app) or collapsed stacks "
+    "(flamegraph.pl). Per-second histograms: hdr (HdrHistogram interval log, values in µs) "
+    "or csv (one row per window and metric, ms).",
 )
 @click.option("--out", required=True, metavar="FILE", help="Where to write it (- for stdout).")
+@click.option(
+    "--metric",
+    "metrics",
+    multiple=True,
+    metavar="NAME",
+    help="hdr/csv: only this histogram (repeatable), e.g. latency, ttft, 'latency|chat'. "
+    "Default: all.",
+)
+@click.option(
+    "--include-warmup",
+    is_flag=True,
+    help="hdr/csv: keep the warm-up windows (left out by default, as in the run's summary).",
+)
 @db_option
-def export(run_spec: str, fmt: str, out: str, db_url: str | None) -> None:
-    """Export a stored run's stack profile (RUN: an id or `latest`)."""
+def export(
+    run_spec: str,
+    fmt: str,
+    out: str,
+    metrics: tuple[str, ...],
+    include_warmup: bool,
+    db_url: str | None,
+) -> None:
+    """Export a stored run's stack profile or per-second histograms (RUN: an id or `latest`)."""
     from tracker import commands
 
-    commands.export(run_spec, fmt=fmt, out=out, db_url=db_url)
+    commands.export(
+        run_spec,
+        fmt=fmt,
+        out=out,
+        db_url=db_url,
+        metrics=metrics,
+        include_warmup=include_warmup,
+    )
+
+
+@cli.command()
+@click.argument("run_spec", metavar="[RUN]", default="latest")
+@click.option(
+    "--baseline",
+    default="last:5",
+    show_default=True,
+    metavar="SPEC",
+    help="A run id, tag:NAME (those runs as a set), last:N (median of N) or best:N.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "md", "json", "junit"]),
+    default="text",
+    show_default=True,
+    help="Terminal text, Markdown (PR / nightly comment), JSON, JUnit XML.",
+)
+@click.option("--out", default=None, metavar="FILE", help="Write the report to FILE [stdout].")
+@comparison_options
+@db_option
+def compare(
+    run_spec: str,
+    baseline: str,
+    fmt: str,
+    out: str | None,
+    thresholds: tuple[str, ...],
+    gate_probes: bool,
+    fail_on_inconclusive: bool,
+    alpha: float,
+    db_url: str | None,
+) -> None:
+    """Compare a run (an id or `latest`) with a baseline: a verdict per metric, the
+    likely cause. Exits 1 on a regression."""
+    from tracker.commands_compare import CompareSettings, compare
+
+    settings = CompareSettings(baseline, thresholds, gate_probes, fail_on_inconclusive, alpha)
+    compare(run_spec, settings, fmt=fmt, out=out, db_url=db_url)
 
 
 @cli.command()
@@ -243,20 +359,12 @@ def export(run_spec: str, fmt: str, out: str, db_url: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the run JSON document.")
 @db_option
 def show(run_spec: str, as_json: bool, db_url: str | None) -> None:
-    """Show a stored run (an id, or `latest`)."""
+    """Show a stored run (an id, `latest`, or group:NAME for the runs of `run --group`)."""
     from tracker.report import render_run
+    from tracker.runs import load_run
     from tracker.store import Store
-    from tracker.summary import run_document
 
-    store = Store.open(db_url)
-    run_record = store.get_run(run_spec)
-    doc = run_document(
-        run_record,
-        store.iter_windows(run_record.id),
-        store.iter_samples(run_record.id),
-        store.findings(run_record.id),
-        store.iter_profiles(run_record.id),
-    )
+    doc = load_run(Store.open(db_url), run_spec).document()
     if as_json:
         click.echo(json.dumps(doc, indent=2, default=str))
     else:

@@ -14,6 +14,12 @@ from typing import Any
 
 import click
 
+from tracker.commands_compare import (
+    CompareSettings,
+    compare_after_run,
+    exit_code,
+    parse_thresholds,
+)
 from tracker.errors import EXIT_REGRESSION, EXIT_RUN_FAILED, UsageError
 from tracker.scenario import Scenario, TargetSpec
 from tracker.scenario.flags import MIN_PROBE_INTERVAL_S, check_workers
@@ -132,6 +138,7 @@ def run(scenario_file: str | None, options: dict[str, Any], given: set[str]) -> 
     from tracker.runner import execute_run, wait_until_reachable
     from tracker.store import Store
 
+    comparing = _compare_settings(options)
     scenario = build_run_scenario(scenario_file, options, given)
     json_path = options.get("json_path")
     check_json_path(json_path)
@@ -171,6 +178,7 @@ def run(scenario_file: str | None, options: dict[str, Any], given: set[str]) -> 
             scenario,
             store,
             tag=options.get("tag"),
+            group=options.get("group"),
             target=target,
             progress=ProgressPrinter(scenario.load.duration_s),
             extra_probes=extra,
@@ -183,6 +191,14 @@ def run(scenario_file: str | None, options: dict[str, Any], given: set[str]) -> 
             target.terminate()
     # With `--json -` stdout carries the JSON alone, so the summary goes to stderr.
     click.echo(render_run(result.document), err=json_path == "-")
+    comparison = None
+    if comparing is not None and result.status == "completed":
+        from tracker.compare_report import render_text
+
+        comparison = compare_after_run(
+            result.run_id, comparing, options.get("db_url"), result.document
+        )
+        click.echo("\n" + render_text(comparison.to_json()), err=json_path == "-")
     if json_path:
         write_json(json_path, result.document)
     if result.status == "failed":
@@ -194,6 +210,32 @@ def run(scenario_file: str | None, options: dict[str, Any], given: set[str]) -> 
         for failed in result.slo_failed:
             click.echo(f"perfsleuth: SLO failed: {failed.describe()}", err=True)
         sys.exit(EXIT_REGRESSION)
+    if comparison is not None and comparing is not None:
+        sys.exit(exit_code(comparison, comparing.fail_on_inconclusive))
+
+
+def _compare_settings(options: dict[str, Any]) -> CompareSettings | None:
+    """`run --baseline` and its tuning flags, checked before the run starts; the flags
+    are taken out of `options` (they are not part of the scenario)."""
+    from tracker.comparing import parse_spec
+
+    baseline = options.pop("baseline", None)
+    settings = CompareSettings(
+        baseline or "",
+        tuple(options.pop("thresholds", ()) or ()),
+        bool(options.pop("gate_probes", False)),
+        bool(options.pop("fail_on_inconclusive", False)),
+        float(options.pop("alpha", 0.05)),
+    )
+    if baseline is None:
+        if settings.thresholds or settings.gate_probes or settings.fail_on_inconclusive:
+            raise UsageError(
+                "--threshold, --gate-probes and --fail-on-inconclusive need --baseline SPEC"
+            )
+        return None
+    parse_spec(baseline)
+    parse_thresholds(settings.thresholds)
+    return settings
 
 
 def _stderr_sink() -> Any:
@@ -325,32 +367,75 @@ def demo(
         sys.exit(EXIT_RUN_FAILED)
 
 
-def export(run_spec: str, *, fmt: str, out: str, db_url: str | None) -> None:
-    """`perfsleuth export`: the run's stack samples, merged, as speedscope or collapsed."""
-    from probes.stacks_profile import format_collapsed, merge
-    from probes.stacks_speedscope import speedscope_document
+def export(
+    run_spec: str,
+    *,
+    fmt: str,
+    out: str,
+    db_url: str | None,
+    metrics: tuple[str, ...] = (),
+    include_warmup: bool = False,
+) -> None:
+    """`perfsleuth export`: the run's stack samples, merged, as speedscope or collapsed; or
+    its per-window histograms as an HdrHistogram interval log (hdr) or a CSV table."""
     from tracker.store import Store
 
+    windowed = fmt in ("hdr", "csv")
+    if not windowed and (metrics or include_warmup):
+        raise UsageError("--metric and --include-warmup apply to --format hdr and csv only")
     if out != "-":
-        check_json_path(out)
+        # Fail before reading the run, not after: an hour's windows take a while.
+        parent = Path(out).expanduser().resolve().parent
+        if not parent.is_dir():
+            raise UsageError(
+                f"--out: directory {parent} does not exist; create it or choose another"
+            )
     store = Store.open(db_url)
     run = store.get_run(run_spec)
-    stacks = merge(p.stacks for p in store.iter_profiles(run.id))
-    if not stacks:
-        raise UsageError(
-            f"run {run.id} has no stack samples: they are taken of Python targets "
-            "(--attach/--launch a Python server) when py-spy can attach"
-        )
-    if fmt == "collapsed":
-        text = format_collapsed(stacks)
+    if windowed:
+        from tracker.export_windows import csv_table, hdr_log
+
+        windows = store.iter_windows(run.id)
+        if fmt == "hdr":
+            exported = hdr_log(
+                windows,
+                run_id=run.id,
+                started_at=run.started_at,
+                scenario=run.scenario,
+                metrics=metrics,
+                include_warmup=include_warmup,
+            )
+            what = f"{exported.histograms} interval histograms"
+        else:
+            exported = csv_table(
+                windows, run_id=run.id, metrics=metrics, include_warmup=include_warmup
+            )
+            what = f"{exported.histograms} rows"
+        text = exported.text
+        done = f"wrote {what} ({exported.windows} windows) of run {run.id} to {out}"
     else:
-        document = speedscope_document({f"run {run.id}": stacks}, name=f"perfsleuth run {run.id}")
-        text = json.dumps(document, separators=(",", ":"))
+        from probes.stacks_profile import format_collapsed, merge
+        from probes.stacks_speedscope import speedscope_document
+
+        stacks = merge(p.stacks for p in store.iter_profiles(run.id))
+        if not stacks:
+            raise UsageError(
+                f"run {run.id} has no stack samples: they are taken of Python targets "
+                "(--attach/--launch a Python server) when py-spy can attach"
+            )
+        if fmt == "collapsed":
+            text = format_collapsed(stacks)
+        else:
+            document = speedscope_document(
+                {f"run {run.id}": stacks}, name=f"perfsleuth run {run.id}"
+            )
+            text = json.dumps(document, separators=(",", ":"))
+        done = f"wrote {sum(stacks.values())} stack samples of run {run.id} to {out}"
     if out == "-":
-        click.echo(text)
+        click.echo(text, nl=not text.endswith("\n"))
         return
     try:
         Path(out).write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
     except OSError as exc:
         raise UsageError(f"--out: cannot write {out}: {exc.strerror}") from None
-    click.echo(f"wrote {sum(stacks.values())} stack samples of run {run.id} to {out}", err=True)
+    click.echo(done, err=True)

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from probes import Probe, ProbeSample, Sampler, Target, default_probes
+from tracker.comparing import estimates_for_summary
 from tracker.driver.engine import Driver, DriverResult
 from tracker.driver.loop import event_loop_name
 from tracker.driver.loop import run as run_loop
@@ -102,6 +103,7 @@ def execute_run(
     store: Store,
     *,
     tag: str | None = None,
+    group: str | None = None,
     target: Target | None = None,
     actions: Sequence[TimedAction] = (),
     progress: ProgressPrinter | None = None,
@@ -121,6 +123,7 @@ def execute_run(
         scenario_json=scenario.to_json(),
         environment={**fingerprint(), "event_loop": loop_name},
         tag=tag,
+        group=group,
         target_url=scenario.url,
         load_model=scenario.load.model,
     )
@@ -227,7 +230,7 @@ def execute_run(
                 run_id,
                 status=run.status,
                 duration_s=run.duration_s or 0.0,
-                summary=summary_for_history(document),
+                summary=summary_for_history(store, run_id, document),
                 probes_unavailable=run.probes_unavailable,
                 error=error,
             )
@@ -339,8 +342,9 @@ async def _drive(
     return result
 
 
-def summary_for_history(doc: dict[str, Any]) -> dict[str, Any]:
-    """The few numbers `history` lists without reading windows."""
+def summary_for_history(store: Store, run_id: int, doc: dict[str, Any]) -> dict[str, Any]:
+    """The numbers `history` lists and `compare` weighs without reading windows: headline
+    figures, and each comparable metric with its standard error (`tracker.comparing`)."""
     summary = {
         key: doc.get(key)
         for key in (
@@ -354,6 +358,7 @@ def summary_for_history(doc: dict[str, Any]) -> dict[str, Any]:
         )
     }
     summary["abandoned"] = doc["requests"].get("abandoned", 0)
+    summary["metrics"] = estimates_for_summary(store, run_id, doc)
     return summary
 
 

@@ -18,6 +18,10 @@ class Base(DeclarativeBase):
 
 class RunModel(Base):
     __tablename__ = "runs"
+    __table_args__ = (
+        Index("ix_runs_key_status_id", "scenario_key", "status", "id"),
+        Index("ix_runs_group_name", "group_name"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     status: Mapped[str] = mapped_column(String(16), index=True)
@@ -104,3 +108,21 @@ class FindingModel(Base):
     confidence: Mapped[float] = mapped_column(Float)
     evidence: Mapped[list[str]] = mapped_column(JSON)
     advice: Mapped[str | None] = mapped_column(Text)
+
+
+class AcknowledgementModel(Base):
+    """A change point someone accepted (an intended trade-off): it no longer alerts."""
+
+    __tablename__ = "acknowledgements"
+    __table_args__ = (
+        Index(
+            "ix_acknowledgements_key_metric_run", "scenario_key", "metric", "run_id", unique=True
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scenario_key: Mapped[str] = mapped_column(String(64))
+    metric: Mapped[str] = mapped_column(String(100))
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

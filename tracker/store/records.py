@@ -26,6 +26,7 @@ class RunRecord:
     summary: dict[str, Any] | None
     probes_unavailable: dict[str, str]
     error: str | None
+    group_name: str | None = None  # `run --group NAME`: one of several hosts' runs
 
 
 @dataclass(frozen=True)

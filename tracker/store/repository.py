@@ -18,6 +18,7 @@ from tracker.errors import UsageError
 from tracker.metrics import LATENCY, Histogram, Window
 from tracker.store.database import create_db_engine, migrate, resolve_url
 from tracker.store.models import (
+    AcknowledgementModel,
     FindingModel,
     ProbeSampleModel,
     ProfileModel,
@@ -69,6 +70,7 @@ class Store:
         scenario_json: dict[str, Any],
         environment: dict[str, Any],
         tag: str | None = None,
+        group: str | None = None,
         target_url: str | None = None,
         load_model: str | None = None,
         started_at: datetime | None = None,
@@ -81,6 +83,7 @@ class Store:
                 scenario_key=scenario_key,
                 scenario_json=scenario_json,
                 tag=tag,
+                group_name=group,
                 started_at=started_at or datetime.now(UTC),
                 target_url=target_url,
                 load_model=load_model,
@@ -232,6 +235,79 @@ class Store:
             models = session.scalars(select(RunModel).order_by(RunModel.id.desc()).limit(limit))
             return [_run_record(m) for m in models]
 
+    def comparable_runs(
+        self, scenario_key: str, *, before_id: int | None = None, limit: int = 20
+    ) -> list[RunRecord]:
+        """Completed runs of one scenario identity, newest first (older than `before_id`)."""
+        query = select(RunModel).where(
+            RunModel.scenario_key == scenario_key, RunModel.status == "completed"
+        )
+        if before_id is not None:
+            query = query.where(RunModel.id < before_id)
+        with Session(self._engine) as session:
+            models = session.scalars(query.order_by(RunModel.id.desc()).limit(limit))
+            return [_run_record(m) for m in models]
+
+    def series(self, scenario_key: str, *, limit: int = 200) -> list[RunRecord]:
+        """The newest `limit` completed runs of one scenario identity, oldest first."""
+        return self.comparable_runs(scenario_key, limit=limit)[::-1]
+
+    def group_runs(self, group: str) -> list[RunRecord]:
+        """Runs made with `run --group NAME` (one per host), in id order."""
+        with Session(self._engine) as session:
+            models = session.scalars(
+                select(RunModel).where(RunModel.group_name == group).order_by(RunModel.id)
+            )
+            return [_run_record(m) for m in models]
+
+    def acknowledge(
+        self, scenario_key: str, metric: str, run_id: int, note: str | None = None
+    ) -> bool:
+        """Accept the change point of `metric` at `run_id`; False if it already was."""
+        with Session(self._engine) as session, session.begin():
+            exists = session.scalars(
+                select(AcknowledgementModel.id).where(
+                    AcknowledgementModel.scenario_key == scenario_key,
+                    AcknowledgementModel.metric == metric,
+                    AcknowledgementModel.run_id == run_id,
+                )
+            ).first()
+            if exists is not None:
+                return False
+            session.add(
+                AcknowledgementModel(
+                    scenario_key=scenario_key,
+                    metric=metric,
+                    run_id=run_id,
+                    note=note,
+                    created_at=datetime.now(UTC),
+                )
+            )
+            return True
+
+    def acknowledgements(self, scenario_key: str) -> dict[tuple[str, int], str | None]:
+        """Accepted change points of a scenario: (metric, run id) -> note."""
+        with Session(self._engine) as session:
+            rows = session.execute(
+                select(
+                    AcknowledgementModel.metric,
+                    AcknowledgementModel.run_id,
+                    AcknowledgementModel.note,
+                ).where(AcknowledgementModel.scenario_key == scenario_key)
+            )
+            return {(metric, run_id): note for metric, run_id, note in rows}
+
+    def tagged_runs(self, tag: str, *, limit: int = 1000) -> list[RunRecord]:
+        """Runs carrying `tag`, newest first, whatever their scenario or status."""
+        with Session(self._engine) as session:
+            models = session.scalars(
+                select(RunModel)
+                .where(RunModel.tag == tag)
+                .order_by(RunModel.id.desc())
+                .limit(limit)
+            )
+            return [_run_record(m) for m in models]
+
     def windows(self, run_id: int) -> list[Window]:
         return list(self.iter_windows(run_id))
 
@@ -307,6 +383,7 @@ def _run_record(m: RunModel) -> RunRecord:
         summary=dict(m.summary) if m.summary is not None else None,
         probes_unavailable=dict(m.probes_unavailable or {}),
         error=m.error,
+        group_name=m.group_name,
     )
 
 

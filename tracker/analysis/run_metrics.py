@@ -1,0 +1,269 @@
+"""The numbers a comparison weighs for one run, each with its standard error.
+
+Used when a run is finished (the runner stores them in the run's summary, so comparing
+against twenty runs reads twenty rows, not their windows) and by `compare` for runs
+stored before this existed.
+
+Requests inside one run are autocorrelated (a slow batch slows its neighbours), so a
+per-request test would be far too confident. The standard errors here come from a
+moving-block bootstrap over time: the run is cut into blocks of consecutive one-second
+windows, blocks are resampled with replacement, and the statistic is recomputed from
+the resampled blocks' merged histograms. Probe means get batch-means standard errors
+(the spread of block means).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tracker.metrics import ITL, LATENCY, TPOT, TTFT, Window
+from tracker.store import SampleRecord
+
+#: Windows per block before any doubling: long enough to carry short-range correlation
+#: (a batch cycle), short enough that a one-minute run still has 20 blocks.
+BASE_BLOCK_WINDOWS = 3
+#: Blocks kept at most; past it neighbours merge (block length doubles), so an hour-long
+#: run costs what a two-minute one does.
+MAX_BLOCKS = 64
+#: Bootstrap resamples: enough for a standard error to ~5% (an SE of an SE is ~1/sqrt(2R)).
+RESAMPLES = 200
+
+PERCENTILE_KEYS = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0))
+#: Histogram families compared, and where their percentiles sit in the run document.
+FAMILIES: tuple[tuple[str, str], ...] = (
+    (LATENCY, "latency_ms"),
+    (TTFT, "llm.ttft_ms"),
+    (ITL, "llm.itl_ms"),
+    (TPOT, "llm.tpot_ms"),
+)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A run's value of one metric and the standard error of that value (same unit)."""
+
+    value: float
+    se: float
+
+    def to_json(self) -> list[float]:
+        return [self.value, self.se]
+
+    @classmethod
+    def from_json(cls, data: Any) -> Estimate:
+        return cls(float(data[0]), float(data[1]))
+
+
+@dataclass
+class _Block:
+    duration_s: float = 0.0
+    ok: int = 0
+    completed: int = 0
+    errors: int = 0
+    tokens: int = 0
+    good: int = 0
+    buckets: dict[str, dict[float, int]] = field(default_factory=dict)
+
+    def add(self, w: Window) -> None:
+        self.duration_s += w.duration_s
+        self.ok += w.ok
+        self.completed += w.completed
+        self.errors += w.errors
+        self.tokens += w.output_tokens
+        self.good += w.good
+        for family, _ in FAMILIES:
+            h = w.histograms.get(family)
+            if h is None or not h.count:
+                continue
+            mine = self.buckets.setdefault(family, {})
+            for value, n in h.buckets():
+                mine[value] = mine.get(value, 0) + n
+
+    def absorb(self, other: _Block) -> None:
+        self.duration_s += other.duration_s
+        self.ok += other.ok
+        self.completed += other.completed
+        self.errors += other.errors
+        self.tokens += other.tokens
+        self.good += other.good
+        for family, theirs in other.buckets.items():
+            mine = self.buckets.setdefault(family, {})
+            for value, n in theirs.items():
+                mine[value] = mine.get(value, 0) + n
+
+
+class _Blocks:
+    """Consecutive windows grouped into at most MAX_BLOCKS blocks, streaming."""
+
+    def __init__(self) -> None:
+        self.blocks: list[_Block] = []
+        self._sizes: list[int] = []
+        self._length = BASE_BLOCK_WINDOWS
+
+    def add(self, w: Window) -> None:
+        if not self.blocks or self._sizes[-1] >= self._length:
+            if len(self.blocks) >= MAX_BLOCKS:
+                self._merge_pairs()
+            if not self.blocks or self._sizes[-1] >= self._length:
+                self.blocks.append(_Block())
+                self._sizes.append(0)
+        self.blocks[-1].add(w)
+        self._sizes[-1] += 1
+
+    def _merge_pairs(self) -> None:
+        blocks: list[_Block] = []
+        sizes: list[int] = []
+        for i in range(0, len(self.blocks), 2):
+            block, size = self.blocks[i], self._sizes[i]
+            if i + 1 < len(self.blocks):
+                block.absorb(self.blocks[i + 1])
+                size += self._sizes[i + 1]
+            blocks.append(block)
+            sizes.append(size)
+        self.blocks, self._sizes = blocks, sizes
+        self._length *= 2
+
+
+def _percentile_se(
+    blocks: list[dict[float, int]], draws: list[list[int]]
+) -> dict[str, float] | None:
+    """Bootstrap standard errors of p50/p90/p99 from per-block sparse histograms."""
+    grid = sorted({v for b in blocks for v in b})
+    if not grid:
+        return None
+    index = {v: i for i, v in enumerate(grid)}
+    cums: list[list[int]] = []
+    for b in blocks:
+        counts = [0] * len(grid)
+        for v, n in b.items():
+            counts[index[v]] = n
+        running = 0
+        cum = []
+        for n in counts:
+            running += n
+            cum.append(running)
+        cums.append(cum)
+    samples: dict[str, list[float]] = {key: [] for key, _ in PERCENTILE_KEYS}
+    for draw in draws:
+        weights: dict[int, int] = {}
+        for i in draw:
+            weights[i] = weights.get(i, 0) + 1
+        parts = [(m, cums[i]) for i, m in weights.items()]
+        total = sum(m * cum[-1] for m, cum in parts)
+        if not total:
+            continue
+        for key, pct in PERCENTILE_KEYS:
+            # HdrHistogram's rank rule, so a draw of every block once gives its exact value.
+            rank = max(int(pct * total / 100 + 0.5), 1)
+            lo, hi = 0, len(grid) - 1
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if sum(m * cum[mid] for m, cum in parts) >= rank:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            samples[key].append(grid[lo])
+    return {key: _stdev(values) for key, values in samples.items()}
+
+
+def _ratio_se(num: list[float], den: list[float], draws: list[list[int]]) -> float:
+    values = []
+    for draw in draws:
+        d = sum(den[i] for i in draw)
+        if d:
+            values.append(sum(num[i] for i in draw) / d)
+    return _stdev(values)
+
+
+def _stdev(values: list[float]) -> float:
+    if len(values) < 2:
+        return 0.0
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def load_estimates(
+    doc: dict[str, Any], windows: Iterable[Window], *, seed: int = 0
+) -> dict[str, Estimate]:
+    """Service metrics of a run: values from its run document, errors by block bootstrap.
+
+    Windows in the warm-up are left out, as the document leaves them out.
+    """
+    grouped = _Blocks()
+    for w in windows:
+        if not w.warmup:
+            grouped.add(w)
+    blocks = grouped.blocks
+    out: dict[str, Estimate] = {}
+    if not blocks or not doc.get("requests", {}).get("total"):
+        return out
+    rng = random.Random(seed)
+    n = len(blocks)
+    draws = [[rng.randrange(n) for _ in range(n)] for _ in range(RESAMPLES)]
+    for family, path in FAMILIES:
+        section = _lookup(doc, path)
+        if not section:
+            continue
+        se = _percentile_se([b.buckets.get(family, {}) for b in blocks], draws)
+        if se is None:
+            continue
+        for key, _ in PERCENTILE_KEYS:
+            if section.get(key) is not None:
+                out[f"{path}.{key}"] = Estimate(float(section[key]), se[key])
+    durations = [b.duration_s for b in blocks]
+    out["throughput_rps"] = Estimate(
+        float(doc.get("throughput_rps") or 0.0), _ratio_se([b.ok for b in blocks], durations, draws)
+    )
+    requests = doc["requests"]
+    out["error_rate"] = Estimate(
+        float(requests.get("error_rate") or 0.0),
+        _ratio_se([b.errors for b in blocks], [b.completed for b in blocks], draws),
+    )
+    llm = doc.get("llm") or {}
+    if llm.get("output_tokens"):
+        out["llm.output_tokens_per_s"] = Estimate(
+            float(llm["output_tokens_per_s"]),
+            _ratio_se([b.tokens for b in blocks], durations, draws),
+        )
+    if llm.get("goodput_rps") is not None:
+        out["llm.goodput_rps"] = Estimate(
+            float(llm["goodput_rps"]), _ratio_se([b.good for b in blocks], durations, draws)
+        )
+    return out
+
+
+def probe_estimates(doc: dict[str, Any], samples: Iterable[SampleRecord]) -> dict[str, Estimate]:
+    """Each probe metric's run mean (from the document) with a batch-means standard error.
+
+    Samples are grouped into consecutive blocks of BASE_BLOCK_WINDOWS seconds; the standard
+    error of the mean is the spread of block means over the square root of their number.
+    Samples before the load started (negative times) are part of the document's mean too.
+    """
+    sums: dict[str, dict[int, list[float]]] = {}
+    for s in samples:
+        block = math.floor(s.t_s / BASE_BLOCK_WINDOWS)
+        for name, value in s.metrics.items():
+            acc = sums.setdefault(name, {}).setdefault(block, [0.0, 0.0])
+            acc[0] += value
+            acc[1] += 1
+    out: dict[str, Estimate] = {}
+    for name, stats in (doc.get("probes") or {}).items():
+        per_block = sums.get(name)
+        if not per_block or stats.get("mean") is None:
+            continue
+        means = [total / count for total, count in per_block.values() if count]
+        se = _stdev(means) / math.sqrt(len(means)) if len(means) > 1 else 0.0
+        out[f"probes.{name}"] = Estimate(float(stats["mean"]), se)
+    return out
+
+
+def _lookup(doc: dict[str, Any], path: str) -> dict[str, Any] | None:
+    node: Any = doc
+    for part in path.split("."):
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node if isinstance(node, dict) else None
