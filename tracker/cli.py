@@ -64,7 +64,18 @@ no_tui_option = click.option(
 json_option = click.option(
     "--json", "json_path", default=None, metavar="FILE", help="Write the run JSON (- for stdout)."
 )
-tag_option = click.option("--tag", default=None, help="Label the run, e.g. a build or branch name.")
+
+
+def _label(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Tags and group names fit their 100-character columns (PostgreSQL enforces it)."""
+    if value is not None and not 0 < len(value) <= 100:
+        raise click.BadParameter("give 1 to 100 characters")
+    return value
+
+
+tag_option = click.option(
+    "--tag", default=None, callback=_label, help="Label the run, e.g. a build or branch name."
+)
 
 
 def comparison_options(func: F) -> F:
@@ -177,6 +188,7 @@ def cli() -> None:
 @click.option(
     "--group",
     default=None,
+    callback=_label,
     metavar="NAME",
     help="One of several hosts driving one test: runs of a group read as one (group:NAME).",
 )
@@ -371,30 +383,55 @@ def show(run_spec: str, as_json: bool, db_url: str | None) -> None:
         click.echo(render_run(doc))
 
 
-@cli.command()
-@click.option("--limit", type=int, default=20, show_default=True)
+@cli.group(invoke_without_command=True)
+@click.option(
+    "--scenario",
+    default=None,
+    metavar="NAME|KEY",
+    help="Trends and change points of one scenario (its name, or a key prefix).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Runs listed [20], or runs in a scenario's series [200].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--fail-on-change",
+    is_flag=True,
+    help="Exit 1 when the scenario has a change point for the worse nobody accepted.",
+)
 @db_option
-def history(limit: int, db_url: str | None) -> None:
-    """List stored runs, newest first."""
-    from tracker.store import Store
-
-    store = Store.open(db_url)
-    runs = store.list_runs(limit)
-    if not runs:
-        click.echo(f"no runs stored yet in {store.url}")
+@click.pass_context
+def history(
+    ctx: click.Context,
+    scenario: str | None,
+    limit: int | None,
+    as_json: bool,
+    fail_on_change: bool,
+    db_url: str | None,
+) -> None:
+    """List stored runs, newest first; with --scenario, its trends and change points."""
+    if ctx.invoked_subcommand is not None:
         return
-    click.echo(
-        f"{'id':>5}  {'started (UTC)':<19}  {'status':<11}  {'p50 ms':>9}  {'p99 ms':>9}  scenario"
+    from tracker.commands_history import history as show_history
+
+    show_history(
+        scenario, limit=limit, as_json=as_json, fail_on_change=fail_on_change, db_url=db_url
     )
-    for r in runs:
-        latency = (r.summary or {}).get("latency_ms") or {}
-        p50 = f"{latency['p50']:.1f}" if "p50" in latency else "-"
-        p99 = f"{latency['p99']:.1f}" if "p99" in latency else "-"
-        started = r.started_at.strftime("%Y-%m-%d %H:%M:%S")
-        tag = f" [{r.tag}]" if r.tag else ""
-        click.echo(
-            f"{r.id:>5}  {started:<19}  {r.status:<11}  {p50:>9}  {p99:>9}  {r.scenario}{tag}"
-        )
+
+
+@history.command("ack")
+@click.argument("run_spec", metavar="RUN")
+@click.option("--metric", default=None, help="The metric whose change to accept [all at RUN].")
+@click.option("--note", default=None, help="Why, e.g. 'batching trades p99 for throughput'.")
+@db_option
+def history_ack(run_spec: str, metric: str | None, note: str | None, db_url: str | None) -> None:
+    """Accept the change point at RUN (the first run of the new level): it stops alerting."""
+    from tracker.commands_history import ack
+
+    ack(run_spec, metric=metric, note=note, db_url=db_url)
 
 
 @cli.group()
@@ -410,7 +447,7 @@ def db_upgrade(db_url: str | None) -> None:
     from tracker.store.database import current_revision
 
     store = Store.open(db_url)
-    click.echo(f"{store.url} is at revision {current_revision(store.engine)}")
+    click.echo(f"{store.location} is at revision {current_revision(store.engine)}")
 
 
 @db.command("current")
@@ -424,7 +461,7 @@ def db_current(db_url: str | None) -> None:
     current = current_revision(store.engine)
     head = head_revision()
     state = "up to date" if current == head else "needs `perfsleuth db upgrade`"
-    click.echo(f"{store.url}: revision {current or 'none'} (newest {head}; {state})")
+    click.echo(f"{store.location}: revision {current or 'none'} (newest {head}; {state})")
 
 
 def _sigterm_as_interrupt(_signum: int, _frame: object) -> None:

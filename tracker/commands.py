@@ -378,6 +378,7 @@ def export(
 ) -> None:
     """`perfsleuth export`: the run's stack samples, merged, as speedscope or collapsed; or
     its per-window histograms as an HdrHistogram interval log (hdr) or a CSV table."""
+    from tracker.runs import load_run
     from tracker.store import Store
 
     windowed = fmt in ("hdr", "csv")
@@ -390,12 +391,12 @@ def export(
             raise UsageError(
                 f"--out: directory {parent} does not exist; create it or choose another"
             )
-    store = Store.open(db_url)
-    run = store.get_run(run_spec)
+    loaded = load_run(Store.open(db_url), run_spec)
+    run = loaded.record
     if windowed:
         from tracker.export_windows import csv_table, hdr_log
 
-        windows = store.iter_windows(run.id)
+        windows = loaded.windows()
         if fmt == "hdr":
             exported = hdr_log(
                 windows,
@@ -417,7 +418,7 @@ def export(
         from probes.stacks_profile import format_collapsed, merge
         from probes.stacks_speedscope import speedscope_document
 
-        stacks = merge(p.stacks for p in store.iter_profiles(run.id))
+        stacks = merge(p.stacks for p in loaded.profiles())
         if not stacks:
             raise UsageError(
                 f"run {run.id} has no stack samples: they are taken of Python targets "

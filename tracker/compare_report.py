@@ -74,6 +74,13 @@ def _shown(doc: dict[str, Any], gating: bool) -> list[dict[str, Any]]:
     ]
 
 
+def _change_point(cp: dict[str, Any]) -> str:
+    return (
+        f"{cp['metric']} moved {cp['change_pct']:+.1f}% ({cp['kind']}) at run {cp['run_id']}: "
+        f"{cp['before']:.4g} -> {cp['after']:.4g}"
+    )
+
+
 def render_text(doc: dict[str, Any]) -> str:
     lines = [
         f"run {doc['run_id']} ({doc['scenario']}) vs {_baseline_label(doc)}: "
@@ -95,6 +102,12 @@ def render_text(doc: dict[str, Any]) -> str:
                 f"{_interval(m):>22}  {_SYMBOL[m['verdict']]} {m['verdict']}"
                 + ("" if m["gating"] else "  (probe)")
             )
+    for cp in doc.get("change_points") or []:
+        lines.append("")
+        lines.append(f"history: {_change_point(cp)}")
+        lines.append(
+            f"  accept it: perfsleuth history ack {cp['run_id']} --metric {cp['metric']} --note WHY"
+        )
     for cause in doc["causes"]:
         lines.append("")
         lines.append(f"likely cause: {cause['cause']} (score {cause['score']:.2f})")
@@ -134,6 +147,11 @@ def render_markdown(doc: dict[str, Any]) -> str:
             for m in rows
         ]
         lines.append("")
+    if doc.get("change_points"):
+        lines.append("**Change points in the history** (not accepted)")
+        lines.append("")
+        lines += [f"- {_md_cell(_change_point(cp))}" for cp in doc["change_points"]]
+        lines.append("")
     if doc["causes"]:
         lines.append("**Likely cause**")
         lines.append("")
@@ -169,12 +187,13 @@ def render_junit(doc: dict[str, Any]) -> str:
     """One test case per gating metric: a regression fails, an inconclusive one is
     skipped (CI systems show it apart), the rest pass."""
     cases = _shown(doc, True)
+    history = doc.get("change_points") or []
     suite = ET.Element(
         "testsuite",
         {
             "name": f"perfsleuth compare: {doc['scenario']}",
-            "tests": str(len(cases)),
-            "failures": str(sum(m["verdict"] == "regressed" for m in cases)),
+            "tests": str(len(cases) + len(history)),
+            "failures": str(sum(m["verdict"] == "regressed" for m in cases) + len(history)),
             "skipped": str(sum(m["verdict"] == "inconclusive" for m in cases)),
             "errors": "0",
         },
@@ -205,6 +224,11 @@ def render_junit(doc: dict[str, Any]) -> str:
             ET.SubElement(case, "skipped", {"message": f"inconclusive: {summary}"})
         else:
             ET.SubElement(case, "system-out").text = f"{m['verdict']}: {summary}"
+    for cp in doc.get("change_points") or []:
+        case = ET.SubElement(
+            suite, "testcase", {"classname": "perfsleuth.history", "name": cp["metric"]}
+        )
+        ET.SubElement(case, "failure", {"message": _change_point(cp), "type": "change_point"})
     if doc["warnings"]:
         ET.SubElement(suite, "system-err").text = "\n".join(doc["warnings"])
     ET.indent(suite)

@@ -144,9 +144,25 @@ def compare_stored(
 ) -> Comparison:
     """Compare a stored run (or group) with the baseline `spec` resolves to."""
     baseline = resolve_baseline(store, candidate.record, spec)
-    return compare_runs(
+    comparison = compare_runs(
         run_side(candidate),
         [run_side(b) for b in baseline],
         spec=str(spec),
         options=options,
     )
+    if spec.kind in ("last", "tag", "best") and candidate.group is None:
+        comparison.add_change_points(current_alerts(store, candidate.record))
+    return comparison
+
+
+def current_alerts(store: Store, run: RunRecord) -> list[dict[str, Any]]:
+    """For each metric, the latest change point of the scenario's series up to `run`
+    when it is for the worse and nobody accepted it: the level the run is at."""
+    from tracker.history import scenario_history
+
+    history = scenario_history(store, run.scenario_key, up_to=run.id)
+    latest: dict[str, Any] = {}
+    for change in history.changes:
+        if change.metric not in latest or change.run_id > latest[change.metric].run_id:
+            latest[change.metric] = change
+    return [c.to_json() for c in latest.values() if c.alerts]

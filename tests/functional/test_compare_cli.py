@@ -19,10 +19,11 @@ pytestmark = pytest.mark.slow
 BODY = '{"prompt": "hello", "max_tokens": 4}'
 
 
-def _run(url: str, db: str, cwd: Path, *extra: str):
+def _run(url: str, db: str, cwd: Path, *extra: str, duration: str = "10s"):
     return perfsleuth(
-        "run", "--url", f"{url}/v1/inference", "--rate", "20", "--duration", "8s",
-        "--warmup", "1s", "--body", BODY, "--db", db, *extra, cwd=cwd, timeout=120,
+        "run", "--url", f"{url}/v1/inference", "--rate", "40", "--arrival", "poisson",
+        "--duration", duration, "--warmup", "1s", "--body", BODY, "--db", db, *extra,
+        cwd=cwd, timeout=120,
     )  # fmt: skip
 
 
@@ -39,30 +40,33 @@ def _slowdown(url: str, factor: float) -> None:
 def test_a_a_unchanged_slowdown_regressed_small_shift_not_flagged(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'runs.db'}"
     with running_llm_server() as server:
-        assert _run(server.url, db, tmp_path, "--tag", "base").returncode == 0  # run 1
-        first = _compare(db, tmp_path, "1", "--baseline", "last:5")
+        # Run 1 warms the server up (its first seconds under load are slower); it is not
+        # comparable with the others (another duration).
+        assert _run(server.url, db, tmp_path, duration="3s").returncode == 0
+        assert _run(server.url, db, tmp_path, "--tag", "base").returncode == 0  # run 2
+        first = _compare(db, tmp_path, "2", "--baseline", "last:5")
         # Nothing to compare with yet: a nightly job's first night passes...
         assert first[0] == 0 and first[1]["verdict"] == "inconclusive"
         assert "no comparable baseline" in first[1]["warnings"][0]
         # ...unless it asks to fail when the data cannot tell.
         strict = perfsleuth(
-            "compare", "1", "--baseline", "last:5", "--fail-on-inconclusive", "--db", db,
+            "compare", "2", "--baseline", "last:5", "--fail-on-inconclusive", "--db", db,
             cwd=tmp_path,
         )  # fmt: skip
         assert strict.returncode == 3, strict.stdout + strict.stderr
 
-        assert _run(server.url, db, tmp_path).returncode == 0  # run 2: A/A
-        code, aa = _compare(db, tmp_path, "2", "--baseline", "1")
+        assert _run(server.url, db, tmp_path).returncode == 0  # run 3: A/A
+        code, aa = _compare(db, tmp_path, "3", "--baseline", "2")
         assert (code, aa["verdict"]) == (0, "unchanged"), aa["metrics"]
-        assert aa["baseline"] == {"spec": "1", "run_ids": [1]}
+        assert aa["baseline"] == {"spec": "2", "run_ids": [2]}
 
         _slowdown(server.url, 1.02)
-        assert _run(server.url, db, tmp_path).returncode == 0  # run 3: +2% step time
-        code, small = _compare(db, tmp_path, "3", "--baseline", "tag:base")
+        assert _run(server.url, db, tmp_path).returncode == 0  # run 4: +2% step time
+        code, small = _compare(db, tmp_path, "4", "--baseline", "tag:base")
         assert code == 0 and small["verdict"] != "regressed", small["metrics"]
 
         _slowdown(server.url, 1.2)
-        slow = _run(server.url, db, tmp_path, "--baseline", "1", "--json", "run.json")
+        slow = _run(server.url, db, tmp_path, "--baseline", "2", "--json", "run.json")  # run 5
     assert slow.returncode == 1, slow.stdout + slow.stderr
     assert "REGRESSED" in slow.stderr + slow.stdout
     document = json.loads((tmp_path / "run.json").read_text())
@@ -73,13 +77,13 @@ def test_a_a_unchanged_slowdown_regressed_small_shift_not_flagged(tmp_path: Path
 
     # The same comparison as Markdown and JUnit files, for a PR comment and a CI report.
     md = perfsleuth(
-        "compare", "4", "--baseline", "1", "--format", "md", "--out", "r.md", "--db", db,
+        "compare", "5", "--baseline", "2", "--format", "md", "--out", "r.md", "--db", db,
         cwd=tmp_path,
     )  # fmt: skip
     assert md.returncode == 1 and "regressed: wrote the md report" in md.stderr
     assert (tmp_path / "r.md").read_text().startswith("### perfsleuth: 🔴 regressed")
     junit = perfsleuth(
-        "compare", "latest", "--baseline", "1", "--format", "junit", "--out", "r.xml",
+        "compare", "latest", "--baseline", "2", "--format", "junit", "--out", "r.xml",
         "--db", db, cwd=tmp_path,
     )  # fmt: skip
     assert junit.returncode == 1

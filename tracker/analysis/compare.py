@@ -155,6 +155,14 @@ class Comparison:
     environment_changes: list[dict[str, Any]]
     alpha: float
     ci_level: float
+    # Unaccepted change points for the worse in the scenario's history (tracker.history).
+    change_points: list[dict[str, Any]] = field(default_factory=list)
+
+    def add_change_points(self, changes: list[dict[str, Any]]) -> None:
+        """A creep the baseline cannot see (it crept too) still fails the comparison."""
+        self.change_points.extend(changes)
+        if changes:
+            self.verdict = "regressed"
 
     def to_json(self) -> dict[str, Any]:
         """The compare JSON contract (DESIGN.md §4b), with a few more keys."""
@@ -168,6 +176,7 @@ class Comparison:
             "warnings": self.warnings,
             "notes": self.notes,
             "environment_changes": self.environment_changes,
+            "change_points": self.change_points,
             "alpha": self.alpha,
             "ci_level": round(self.ci_level, 4),
         }

@@ -23,12 +23,11 @@ from typing import Any
 from tracker.metrics import ITL, LATENCY, TPOT, TTFT, Window
 from tracker.store import SampleRecord
 
-#: Windows per block before any doubling: long enough to carry short-range correlation
-#: (a batch cycle), short enough that a one-minute run still has 20 blocks.
-BASE_BLOCK_WINDOWS = 3
-#: Blocks kept at most; past it neighbours merge (block length doubles), so an hour-long
-#: run costs what a two-minute one does.
+#: Blocks kept at most while reading; past it neighbours merge (block length doubles), so
+#: an hour-long run costs what a two-minute one does.
 MAX_BLOCKS = 64
+#: Probe samples are grouped by this many seconds for their batch means.
+BASE_BLOCK_WINDOWS = 3
 #: Bootstrap resamples: enough for a standard error to ~5% (an SE of an SE is ~1/sqrt(2R)).
 RESAMPLES = 200
 
@@ -60,18 +59,22 @@ class Estimate:
 @dataclass
 class _Block:
     duration_s: float = 0.0
+    sent: int = 0
     ok: int = 0
     completed: int = 0
     errors: int = 0
+    dropped: int = 0
     tokens: int = 0
     good: int = 0
     buckets: dict[str, dict[float, int]] = field(default_factory=dict)
 
     def add(self, w: Window) -> None:
         self.duration_s += w.duration_s
+        self.sent += w.sent
         self.ok += w.ok
         self.completed += w.completed
         self.errors += w.errors
+        self.dropped += w.dropped
         self.tokens += w.output_tokens
         self.good += w.good
         for family, _ in FAMILIES:
@@ -84,9 +87,11 @@ class _Block:
 
     def absorb(self, other: _Block) -> None:
         self.duration_s += other.duration_s
+        self.sent += other.sent
         self.ok += other.ok
         self.completed += other.completed
         self.errors += other.errors
+        self.dropped += other.dropped
         self.tokens += other.tokens
         self.good += other.good
         for family, theirs in other.buckets.items():
@@ -96,12 +101,13 @@ class _Block:
 
 
 class _Blocks:
-    """Consecutive windows grouped into at most MAX_BLOCKS blocks, streaming."""
+    """Consecutive windows grouped into at most MAX_BLOCKS blocks, streaming; `final()`
+    then merges neighbours up to the usual block length for n windows, ~n^(1/3)."""
 
     def __init__(self) -> None:
         self.blocks: list[_Block] = []
         self._sizes: list[int] = []
-        self._length = BASE_BLOCK_WINDOWS
+        self._length = 1
 
     def add(self, w: Window) -> None:
         if not self.blocks or self._sizes[-1] >= self._length:
@@ -125,6 +131,15 @@ class _Blocks:
             sizes.append(size)
         self.blocks, self._sizes = blocks, sizes
         self._length *= 2
+
+    def final(self) -> list[_Block]:
+        """Blocks of ~n^(1/3) windows (Hall, Horowitz & Jing 1995: the order of the
+        best block length for variances), keeping at least 8 blocks when there are."""
+        n = sum(self._sizes)
+        target = max(1, round(n ** (1 / 3)))
+        while self._length < target and len(self.blocks) >= 16:
+            self._merge_pairs()
+        return self.blocks
 
 
 def _percentile_se(
@@ -196,7 +211,7 @@ def load_estimates(
     for w in windows:
         if not w.warmup:
             grouped.add(w)
-    blocks = grouped.blocks
+    blocks = grouped.final()
     out: dict[str, Estimate] = {}
     if not blocks or not doc.get("requests", {}).get("total"):
         return out
@@ -213,26 +228,56 @@ def load_estimates(
         for key, _ in PERCENTILE_KEYS:
             if section.get(key) is not None:
                 out[f"{path}.{key}"] = Estimate(float(section[key]), se[key])
-    durations = [b.duration_s for b in blocks]
-    out["throughput_rps"] = Estimate(
-        float(doc.get("throughput_rps") or 0.0), _ratio_se([b.ok for b in blocks], durations, draws)
-    )
+    llm = doc.get("llm") or {}
+    rates = _rate_errors(doc, blocks, draws, tokens=bool(llm.get("output_tokens")))
+    out["throughput_rps"] = Estimate(float(doc.get("throughput_rps") or 0.0), rates["ok"])
     requests = doc["requests"]
     out["error_rate"] = Estimate(
         float(requests.get("error_rate") or 0.0),
         _ratio_se([b.errors for b in blocks], [b.completed for b in blocks], draws),
     )
-    llm = doc.get("llm") or {}
     if llm.get("output_tokens"):
         out["llm.output_tokens_per_s"] = Estimate(
-            float(llm["output_tokens_per_s"]),
-            _ratio_se([b.tokens for b in blocks], durations, draws),
+            float(llm["output_tokens_per_s"]), rates["tokens"] * float(llm["output_tokens_per_s"])
         )
     if llm.get("goodput_rps") is not None:
-        out["llm.goodput_rps"] = Estimate(
-            float(llm["goodput_rps"]), _ratio_se([b.good for b in blocks], durations, draws)
-        )
+        out["llm.goodput_rps"] = Estimate(float(llm["goodput_rps"]), rates["good"])
     return out
+
+
+def _rate_errors(
+    doc: dict[str, Any], blocks: list[_Block], draws: list[list[int]], *, tokens: bool
+) -> dict[str, float]:
+    """Standard errors of the run's rates: `ok` and `good` (req/s), `tokens` (relative).
+
+    In the open model arrivals follow a seeded schedule that comparable runs share, so a
+    rate varies only by what became of the arrivals: the schedule's rate times the share
+    that succeeded (or met the goodput SLOs). Resampling requests per second instead would
+    count the schedule's own Poisson wobble as noise (it made a 10 s A/A comparison's
+    throughput interval +-12%). In the closed model the rate itself is what varies.
+    """
+    durations = [b.duration_s for b in blocks]
+    ends = [float(b.completed + b.dropped) for b in blocks]
+    oks = [float(b.ok) for b in blocks]
+    goods = [float(b.good) for b in blocks]
+    ok_total = sum(oks)
+    if (doc.get("load") or {}).get("model") == "open" and sum(ends):
+        rate = sum(b.sent for b in blocks) / max(sum(durations), 1e-9)
+        ok_abs = rate * _ratio_se(oks, ends, draws)
+        good_abs = rate * _ratio_se(goods, ends, draws)
+        ok_rate = rate * ok_total / sum(ends)
+    else:
+        ok_abs = _ratio_se(oks, durations, draws)
+        good_abs = _ratio_se(goods, durations, draws)
+        ok_rate = ok_total / max(sum(durations), 1e-9)
+    ok_rel = ok_abs / ok_rate if ok_rate else 0.0
+    tokens_rel = 0.0
+    if tokens and ok_total:
+        # tokens/s = successful requests/s x tokens per request; both vary.
+        per_ok = sum(b.tokens for b in blocks) / ok_total
+        per_ok_se = _ratio_se([float(b.tokens) for b in blocks], oks, draws)
+        tokens_rel = math.hypot(ok_rel, per_ok_se / per_ok if per_ok else 0.0)
+    return {"ok": ok_abs, "good": good_abs, "tokens": tokens_rel}
 
 
 def probe_estimates(doc: dict[str, Any], samples: Iterable[SampleRecord]) -> dict[str, Estimate]:

@@ -6,6 +6,9 @@ Used by `tracker.store.repository.Store.open` and `perfsleuth db upgrade|current
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +16,33 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, OperationalError
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    DatabaseError,
+    DBAPIError,
+    NoSuchModuleError,
+    OperationalError,
+)
 
 from tracker._resources import migrations_path
 from tracker.errors import UsageError
 
 DEFAULT_URL = "sqlite:///perfsleuth.db"
 ENV_VAR = "PERFSLEUTH_DB"
+
+# How long a SQLite writer waits for another process's write to finish.
+_SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+# `postgres://` and bare `postgresql://` would pick psycopg2 (or nothing, for `postgres`),
+# while the `postgres` extra installs psycopg 3: both spellings mean that driver here.
+_PG_ALIASES = frozenset({"postgres", "postgresql"})
+_PG_DRIVER = "postgresql+psycopg"
+# Without it libpq waits for the OS TCP timeout (minutes) on a host that drops packets.
+_PG_CONNECT_TIMEOUT_S = 10
+# One advisory lock id for "a perfsleuth migration is running" on a PostgreSQL database.
+_PG_MIGRATION_LOCK = zlib.crc32(b"perfsleuth schema migration")
 
 
 def resolve_url(url: str | None) -> str:
@@ -33,8 +54,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor = dbapi_conn.cursor()
     # WAL lets a reader (TUI, `show`) and a writer (a run) work at once; the busy timeout
     # lets two concurrent runs take turns instead of failing with "database is locked".
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
+    _set_wal(cursor)
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     # A run only appends, so a big page cache buys nothing (writing and summarising an
@@ -45,6 +66,25 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _set_wal(cursor: Any) -> None:
+    """Switch to WAL, retrying while other processes open the same new file.
+
+    Converting a new file takes an exclusive lock, and SQLite answers "database is
+    locked" at once, without the busy handler, when two connections both hold a shared
+    lock and want it (a deadlock otherwise): 2-4 failures in 60 measured when 6 processes
+    opened fresh files together. Two jobs starting on a new database do just that.
+    """
+    deadline = time.monotonic() + _SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def create_db_engine(url: str) -> Engine:
     """An Engine for `url`, with clear errors for URLs that cannot work."""
     try:
@@ -53,6 +93,8 @@ def create_db_engine(url: str) -> Engine:
         raise UsageError(
             f"--db: {url!r} is not a database URL; use e.g. sqlite:///perfsleuth.db"
         ) from None
+    if parsed.drivername in _PG_ALIASES:
+        parsed = parsed.set(drivername=_PG_DRIVER)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if not database or database == ":memory:":
@@ -62,14 +104,17 @@ def create_db_engine(url: str) -> Engine:
             )
         if not database.startswith("file:"):
             _check_sqlite_path(Path(database).expanduser())
+    connect_args: dict[str, Any] = {}
+    if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        connect_args["connect_timeout"] = _PG_CONNECT_TIMEOUT_S
     try:
-        engine = create_engine(parsed)
+        engine = create_engine(parsed, connect_args=connect_args)
     except NoSuchModuleError:
         raise UsageError(f"--db: unknown database kind {parsed.drivername!r}") from None
     except ModuleNotFoundError as exc:
         raise UsageError(
             f"--db: the driver for {parsed.drivername} is not installed ({exc.name}); "
-            "for PostgreSQL run `pip install 'perfsleuth[postgres]'`"
+            f"for PostgreSQL run `pip install 'perfsleuth[postgres]'` and use {_PG_DRIVER}://"
         ) from None
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
@@ -105,14 +150,64 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
-def current_revision(engine: Engine) -> str | None:
+def safe_url(url: URL) -> str:
+    """`url` as people may see it: the password, if any, replaced by ***."""
+    return url.render_as_string(hide_password=True)
+
+
+def _reason(exc: DBAPIError) -> str:
+    """The driver's message on one line: libpq's run over several (a hint, one entry per
+    address tried), and the first line says what went wrong."""
+    lines = [line.strip() for line in str(exc.orig).splitlines() if line.strip()]
+    first = " ".join(lines[0].split()) if lines else type(exc.orig).__name__
+    return first.removeprefix("connection failed: ")
+
+
+def _connect(engine: Engine) -> Connection:
+    """A connection, or a one-line UsageError naming the database (never its password)."""
     try:
-        with engine.connect() as conn:
+        return engine.connect()
+    except DBAPIError as exc:
+        if engine.dialect.name != "sqlite":
+            raise UsageError(
+                f"--db: cannot connect to {safe_url(engine.url)}: {_reason(exc)}"
+            ) from None
+        if isinstance(exc, OperationalError):
+            raise UsageError(f"--db: cannot open the database: {_reason(exc)}") from None
+        # SQLite reads the header as the pragmas run: "file is not a database".
+        raise UsageError(f"--db: not a perfsleuth database ({_reason(exc)})") from None
+
+
+def current_revision(engine: Engine) -> str | None:
+    with _connect(engine) as conn:
+        try:
             return MigrationContext.configure(conn).get_current_revision()
-    except OperationalError as exc:
-        raise UsageError(f"--db: cannot open the database: {exc.orig}") from None
-    except DatabaseError as exc:
-        raise UsageError(f"--db: not a perfsleuth database ({exc.orig})") from None
+        except OperationalError as exc:
+            raise UsageError(f"--db: cannot open the database: {_reason(exc)}") from None
+        except DatabaseError as exc:
+            raise UsageError(f"--db: not a perfsleuth database ({_reason(exc)})") from None
+
+
+def _check_known(current: str | None, script: ScriptDirectory) -> None:
+    if current is not None and current not in {rev.revision for rev in script.walk_revisions()}:
+        raise UsageError(
+            f"--db: the database is at schema revision {current}, newer than this perfsleuth "
+            f"knows (newest {script.get_current_head()}); upgrade perfsleuth"
+        )
+
+
+def _take_migration_lock(conn: Connection) -> None:
+    """Make concurrent openers of one database migrate it one at a time.
+
+    Two runs started together on a new database (or on the first day after an upgrade)
+    otherwise both see the old revision and both run the upgrade: the second fails
+    with "table ... already exists" (SQLite) or a unique violation in pg_type.
+    """
+    if conn.dialect.name == "sqlite":
+        # The write lock now, not at the first write: the busy timeout queues the others.
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    elif conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
 
 
 def migrate(engine: Engine) -> None:
@@ -122,15 +217,17 @@ def migrate(engine: Engine) -> None:
     current = current_revision(engine)
     if current == head:
         return
-    if current is not None and current not in {rev.revision for rev in script.walk_revisions()}:
-        raise UsageError(
-            f"--db: the database is at schema revision {current}, newer than this perfsleuth "
-            f"knows (newest {head}); upgrade perfsleuth"
-        )
+    _check_known(current, script)
     config = _alembic_config()
     try:
-        with engine.begin() as conn:
+        with _connect(engine) as conn, conn.begin():
+            _take_migration_lock(conn)
+            # Whoever held the lock before us may have done the work already.
+            current = MigrationContext.configure(conn).get_current_revision()
+            if current == head:
+                return
+            _check_known(current, script)
             config.attributes["connection"] = conn
             command.upgrade(config, "head")
     except OperationalError as exc:
-        raise UsageError(f"--db: cannot migrate the database: {exc.orig}") from None
+        raise UsageError(f"--db: cannot migrate the database: {_reason(exc)}") from None

@@ -6,6 +6,7 @@ the CLI's `show` and reports (reading).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,7 +80,9 @@ class Store:
         with Session(self._engine) as session, session.begin():
             run = RunModel(
                 status="running",
-                scenario=scenario,
+                # The column holds 200 characters (PostgreSQL enforces it); a name made
+                # from a long URL is cut, its identity (scenario_key) is not.
+                scenario=scenario if len(scenario) <= 200 else scenario[:199] + "…",
                 scenario_key=scenario_key,
                 scenario_json=scenario_json,
                 tag=tag,
@@ -137,7 +140,8 @@ class Store:
                 "t_s": s.t_s,
                 "target_alive": s.target_alive,
                 "note": s.note,
-                "metrics": s.metrics,
+                # PostgreSQL's json rejects NaN and infinities; one would lose the batch.
+                "metrics": {k: v for k, v in s.metrics.items() if math.isfinite(v)},
             }
             for s in samples
         ]
@@ -212,12 +216,12 @@ class Store:
                 model = session.scalars(select(RunModel).order_by(RunModel.id.desc())).first()
                 if model is None:
                     raise UsageError(
-                        f"no runs stored yet in {self.url}; start one with `perfsleuth run`"
+                        f"no runs stored yet in {self.location}; start one with `perfsleuth run`"
                     )
             else:
                 try:
                     run_id = int(spec)
-                    if not 0 < run_id < 2**63:
+                    if not 0 < run_id < 2**31:  # ids are 32-bit integers in PostgreSQL
                         raise ValueError
                 except ValueError:
                     raise UsageError(
@@ -226,7 +230,7 @@ class Store:
                 model = session.get(RunModel, run_id)
                 if model is None:
                     raise UsageError(
-                        f"no run {run_id} in {self.url}; list runs with `perfsleuth history`"
+                        f"no run {run_id} in {self.location}; list runs with `perfsleuth history`"
                     )
             return _run_record(model)
 
