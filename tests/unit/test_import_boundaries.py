@@ -58,6 +58,9 @@ def test_the_driver_sends_through_perfsleuths_transport_not_httpx():
     [
         ("tracker", {"sqlalchemy", "textual", "httpx", "click"}),
         ("probes", {"tracker", "sqlalchemy", "textual"}),
+        # Analysis is computation over plain records: no database, screen or CLI.
+        ("tracker.analysis.compare", {"sqlalchemy", "textual", "click", "httpx"}),
+        ("tracker.analysis.changepoints", {"sqlalchemy", "textual", "click", "httpx"}),
     ],
 )
 def test_importing_the_package_stays_cheap(module, forbidden):

@@ -141,3 +141,10 @@ def test_location_is_an_absolute_path_for_sqlite(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     store = Store.open("sqlite:///rel.db")
     assert store.location == str(tmp_path / "rel.db")
+
+
+def test_head_revision_constant_matches_the_migration_scripts():
+    # Store.open skips Alembic for a database at HEAD_REVISION; a new migration must bump it.
+    from tracker.store.database import HEAD_REVISION, head_revision
+
+    assert head_revision() == HEAD_REVISION

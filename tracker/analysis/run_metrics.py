@@ -18,10 +18,12 @@ import math
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tracker.metrics import ITL, LATENCY, TPOT, TTFT, Window
-from tracker.store import SampleRecord
+
+if TYPE_CHECKING:  # analysis takes plain records and never loads the store (SQLAlchemy)
+    from tracker.store import SampleRecord
 
 #: Blocks kept at most while reading; past it neighbours merge (block length doubles), so
 #: an hour-long run costs what a two-minute one does.
