@@ -334,7 +334,7 @@ def export(
     default="last:5",
     show_default=True,
     metavar="SPEC",
-    help="A run id, tag:NAME (those runs as a set), last:N (median of N) or best:N.",
+    help="A run id, tag:NAME (those runs as a set), last:N (median of N), best:N, group:NAME.",
 )
 @click.option(
     "--format",
@@ -358,8 +358,8 @@ def compare(
     alpha: float,
     db_url: str | None,
 ) -> None:
-    """Compare a run (an id or `latest`) with a baseline: a verdict per metric, the
-    likely cause. Exits 1 on a regression."""
+    """Compare a run (an id, `latest` or group:NAME) with a baseline: a verdict per
+    metric, the likely cause. Exits 1 on a regression."""
     from tracker.commands_compare import CompareSettings, compare
 
     settings = CompareSettings(baseline, thresholds, gate_probes, fail_on_inconclusive, alpha)

@@ -150,7 +150,8 @@ def compare_stored(
         spec=str(spec),
         options=options,
     )
-    if spec.kind in ("last", "tag", "best") and candidate.group is None:
+    # The history speaks for "recent nights" baselines; a tag is a chosen reference set.
+    if spec.kind in ("last", "best") and candidate.group is None:
         comparison.add_change_points(current_alerts(store, candidate.record))
     return comparison
 

@@ -1,7 +1,7 @@
 """A scenario's history: its runs in order, each key metric as a series, change points.
 
 Used by `perfsleuth history --scenario` (trends, change points, `--fail-on-change`), by
-`history ack` (accepting a change point) and by `compare` against `last:N` / `tag:NAME`,
+`history ack` (accepting a change point) and by `compare` against `last:N` / `best:N`,
 which fails on an unaccepted change point in the recent runs: a slow creep of 2% a night
 never differs much from the last five nights, but it is a change point of the series.
 """

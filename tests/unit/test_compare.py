@@ -240,3 +240,24 @@ def test_long_runs_are_cut_into_a_bounded_number_of_blocks() -> None:
         blocks.add(w)
     assert MAX_BLOCKS // 2 <= len(blocks.blocks) <= MAX_BLOCKS
     assert sum(b.ok for b in blocks.blocks) == 20_000
+
+
+def test_a_baseline_night_at_zero_does_not_decide_alone() -> None:
+    nights = [side(1, throughput_rps=Estimate(0.0, 0.0)), side(2), side(3), side(4)]
+    result = compare_runs(side(9, throughput_rps=Estimate(19.9, 0.2)), nights, spec="last:4")
+    assert verdicts(result)["throughput_rps"] == "unchanged"
+
+
+def test_a_probe_leaving_zero_counts_only_past_its_floor() -> None:
+    base = {"probes.mem.major_faults_per_s": Estimate(0.0, 0.0)}
+    tiny = compare_runs(
+        side(2, **{"probes.mem.major_faults_per_s": Estimate(0.1, 0.05)}), [side(1, **base)],
+        spec="1",
+    )  # fmt: skip
+    assert verdicts(tiny)["probes.mem.major_faults_per_s"] == "unchanged"
+    big = compare_runs(
+        side(2, **{"probes.mem.major_faults_per_s": Estimate(80.0, 5.0)}), [side(1, **base)],
+        spec="1",
+    )  # fmt: skip
+    assert verdicts(big)["probes.mem.major_faults_per_s"] == "regressed"
+    assert big.causes[0]["cause"] == "memory"

@@ -291,8 +291,11 @@ def _measure(
         c.value,
     )
     if rule.relative:
-        if c.value <= 0 or any(b.value <= 0 for b in bs):
+        if c.value <= 0 or base_value <= 0:
             return _degenerate(result, base_value, c.value)
+        # A baseline run at zero (say, a night that served nothing) has no logarithm; the
+        # median already says it was the exception.
+        bs = [b for b in bs if b.value > 0]
         xs = [math.log(b.value) for b in bs]
         ses = [b.se / b.value for b in bs]
         c_x, c_se = math.log(c.value), c.se / c.value
@@ -331,9 +334,16 @@ def _degenerate(result: MetricResult, base: float, cand: float) -> MetricResult:
         result.change_pct = 0.0
         return result
     result.change_pct = (cand - base) / base * 100.0 if base else None
+    result._d = math.inf if cand > base else -math.inf
+    if not result.gating:
+        # A probe from (or to) zero: 0 -> 0.08 blocked processes is no finding; only a
+        # move past the probe's evidence floor is.
+        rule = evidence_for(result.name.removeprefix("probes."))
+        if rule is None or abs(cand - base) < rule.floor:
+            result.verdict = "unchanged"
+            return result
     worse = (cand > base) == (result.better == "lower")
     result.p_value = 0.0
-    result._d = math.inf if cand > base else -math.inf
     result.verdict = "regressed" if worse else "improved"
     return result
 
