@@ -355,6 +355,7 @@ def demo(
         change = demo_mod.slowdown_pct(parts)
         if change is not None:
             click.echo(f"\nmedian latency changed by {change:+.0f}% in the second half ({label}).")
+    click.echo("\n" + demo_mod.verdict_line(fault, result.document.get("findings") or []))
     if json_path:
         write_json(json_path, result.document)
     click.echo(f"\nstored as run {result.run_id} in {store.location}; look again with:")

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -186,3 +187,26 @@ def slowdown_pct(parts: list[Phase]) -> float | None:
     if before is None or after is None or not before.count or not after.count:
         return None
     return (after.percentile_ms(50) / before.percentile_ms(50) - 1.0) * 100.0
+
+
+#: The cause each of the example server's faults should be attributed to.
+EXPECTED_CAUSE = {"cpu": "contention", "gc": "memory", "io": "io"}
+
+
+def verdict_line(fault: str, findings: list[dict[str, Any]]) -> str:
+    """The demo's last word: the fault it injected and the cause perfsleuth found."""
+    if not findings:
+        found = "perfsleuth found no degradation"
+        if fault == "none":
+            return f"{found}, as expected: no fault was injected."
+        return f"{found}; the injected fault was '{fault}' ({EXPECTED_CAUSE[fault]})."
+    top = max(findings, key=lambda f: f["confidence"])
+    found = (
+        f"perfsleuth found: {top['cause'].upper()} (confidence {top['confidence']:.2f}), "
+        f"degraded from {top['start_s']:.0f}s"
+    )
+    if fault == "none":
+        return f"{found}; no fault was injected."
+    expected = EXPECTED_CAUSE[fault]
+    agrees = "it matches" if top["cause"] == expected else f"expected {expected}"
+    return f"{found}; the injected fault was '{fault}' ({expected}): {agrees}."

@@ -129,8 +129,24 @@ def _probe_lines(doc: dict[str, Any]) -> list[str]:
         value = "no data" if result["value"] is None else f"{result['value']:.4g}"
         lines.append(f"  SLO {result['threshold']}: {value} {verdict}")
     for finding in doc.get("findings") or []:
-        lines.append(
-            f"  finding {finding['start_s']:.0f}-{finding['end_s']:.0f}s {finding['metric']}"
-            f" {finding['change_pct']:+.0f}% cause {finding['cause']}"
-        )
+        lines.extend(render_finding(finding))
+    return lines
+
+
+def render_finding(finding: dict[str, Any]) -> list[str]:
+    """A finding: when, what, the cause with its confidence, evidence and a next step."""
+    change = (
+        f"{finding['change_pct']:+.1f} pt"
+        if finding["metric"] == "error_rate"
+        else f"{finding['change_pct']:+.0f}%"
+    )
+    others = ", ".join(f"{c['cause']} {c['score']:.2f}" for c in finding["causes"][1:])
+    lines = [
+        f"  degraded {finding['start_s']:.0f}-{finding['end_s']:.0f}s: "
+        f"{finding['metric'].replace('_', ' ')} {change} -> cause: {finding['cause'].upper()} "
+        f"(confidence {finding['confidence']:.2f}{'; also ' + others if others else ''})"
+    ]
+    lines.extend(f"    - {line}" for line in finding["evidence"])
+    if finding.get("advice"):
+        lines.append(f"    next step: {finding['advice']}")
     return lines

@@ -12,13 +12,16 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
 from probes import Probe, ProbeSample, Sampler, Target, default_probes
+from tracker.analysis.attribute import attribute_run, probe_series
+from tracker.analysis.detect import OnlineDetector
 from tracker.comparing import estimates_for_summary
 from tracker.driver.engine import Driver, DriverResult
 from tracker.driver.loop import event_loop_name
@@ -30,7 +33,7 @@ from tracker.metrics import Window
 from tracker.progress import ProgressPrinter
 from tracker.scenario import Scenario
 from tracker.slo import ThresholdResult, evaluate
-from tracker.store import ProfileRecord, SampleRecord, Store
+from tracker.store import FindingRecord, ProfileRecord, SampleRecord, Store
 from tracker.store.writer import StoreWriter
 from tracker.summary import run_document
 
@@ -139,6 +142,7 @@ def execute_run(
     error: str | None = None
     abandoned = 0
     pool: WorkerPool | None = None
+    watcher = LiveWatch(progress)
     try:
         check_reachable(scenario.base_url)
         if scenario.load.workers > 1:
@@ -159,6 +163,7 @@ def execute_run(
             sink.add_window(window)
             if progress is not None:
                 progress.window(window, live.snapshot())
+            watcher.add(window)
 
         sampler = Sampler(
             target,
@@ -221,9 +226,14 @@ def execute_run(
                 run,
                 store.iter_windows(run_id),
                 store.iter_samples(run_id),
-                store.findings(run_id),
+                (),
                 store.iter_profiles(run_id),
             )
+            findings = watcher.findings(
+                store.iter_samples(run_id), driver_saturated=document["driver"]["saturated"]
+            )
+            store.replace_findings(run_id, findings)
+            document["findings"] = [f.to_json() for f in findings]
             slo = evaluate(scenario.thresholds, document)
             document["slo"] = [r.to_json() for r in slo]
             store.finish_run(
@@ -235,6 +245,62 @@ def execute_run(
                 error=error,
             )
     return RunResult(run_id, status, document, slo)
+
+
+class LiveWatch:
+    """The degradation detector, fed each window on its own thread (never the driver's
+    event loop); a confirmed degradation is announced while the run goes."""
+
+    def __init__(self, progress: ProgressPrinter | None) -> None:
+        self._detector = OnlineDetector()
+        self._progress = progress
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="perfsleuth-detect")
+
+    def add(self, window: Window) -> None:
+        self._pool.submit(self._step, window)
+
+    def _step(self, window: Window) -> None:
+        for d in self._detector.add(window):
+            if self._progress is not None:
+                change = (
+                    f"{d.change_pct:+.0f}%"
+                    if d.metric != "error_rate"
+                    else (f"{d.change_pct:+.1f} pt")
+                )
+                self._progress.note(
+                    f"degradation: {d.metric.replace('_', ' ')} {change} since "
+                    f"{d.start_s:.0f}s (steady {d.baseline:.4g}, now {d.level:.4g})"
+                )
+
+    def findings(
+        self, samples: Iterable[SampleRecord], *, driver_saturated: bool
+    ) -> list[FindingRecord]:
+        """Close the detector and attribute each degraded interval."""
+        self._pool.shutdown(wait=True)
+        degradations = self._detector.finish()
+        if not degradations:
+            return []
+        found = attribute_run(
+            degradations,
+            self._detector.stats,
+            probe_series(samples),
+            driver_saturated=driver_saturated,
+        )
+        return [
+            FindingRecord(
+                f.start_s,
+                f.end_s,
+                f.metric,
+                f.change_pct,
+                f.cause,
+                f.causes,
+                f.confidence,
+                f.evidence,
+                f.advice,
+                f.flagged_at_s,
+            )
+            for f in found
+        ]
 
 
 def stop_recording(

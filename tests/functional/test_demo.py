@@ -47,6 +47,27 @@ def test_demo_shows_the_fault_slowing_the_second_half(tmp_path):
     after = sorted(p for s, p in rows if s >= 9)
     assert before and after
     assert after[len(after) // 2] > 1.3 * before[len(before) // 2]
+    # The demo ends by naming the cause it found, and it is the fault it injected.
+    assert "the injected fault was 'cpu' (contention): it matches." in done.stdout
+    finding = doc["findings"][0]
+    assert finding["cause"] == "contention" and finding["end_s"] > 7
+    assert finding["flagged_at_s"] - 7 <= 5  # flagged live within 5 s of the onset
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("fault", "cause"), [("gc", "memory"), ("io", "io")])
+def test_demo_names_the_cause_of_each_fault(tmp_path, fault, cause):
+    db = f"sqlite:///{tmp_path / 'demo.db'}"
+    done = perfsleuth(
+        "demo", "--duration", "14s", "--fault", fault, "--no-tui", "--db", db,
+        cwd=tmp_path, timeout=110,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"the injected fault was '{fault}' ({cause}): it matches." in done.stdout, done.stdout
+    assert "degradation: " in done.stderr  # announced while the run went
+    doc = show_json(db, "latest", tmp_path)
+    assert [f["cause"] for f in doc["findings"]][:1] == [cause]
+    assert doc["findings"][0]["evidence"] and doc["findings"][0]["advice"]
 
 
 def test_demo_without_fault_runs_clean(tmp_path):
@@ -58,6 +79,8 @@ def test_demo_without_fault_runs_clean(tmp_path):
     doc = show_json(db, "latest", tmp_path)
     assert doc["requests"]["errors"] == 0
     assert doc["requests"]["ok"] >= 30
+    assert doc["findings"] == []
+    assert "perfsleuth found no degradation, as expected" in done.stdout
 
 
 def test_ctrl_c_in_a_terminal_keeps_the_demo_run_and_stops_the_server(tmp_path):

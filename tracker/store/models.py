@@ -108,6 +108,7 @@ class FindingModel(Base):
     confidence: Mapped[float] = mapped_column(Float)
     evidence: Mapped[list[str]] = mapped_column(JSON)
     advice: Mapped[str | None] = mapped_column(Text)
+    flagged_at_s: Mapped[float | None] = mapped_column(Float)
 
 
 class AcknowledgementModel(Base):

@@ -66,6 +66,7 @@ class FindingRecord:
     confidence: float
     evidence: list[str]
     advice: str | None = None
+    flagged_at_s: float | None = None  # when the live detector raised it
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,4 +79,5 @@ class FindingRecord:
             "confidence": self.confidence,
             "evidence": self.evidence,
             "advice": self.advice,
+            "flagged_at_s": self.flagged_at_s,
         }

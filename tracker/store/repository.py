@@ -361,6 +361,7 @@ class Store:
                     m.confidence,
                     list(m.evidence),
                     m.advice,
+                    m.flagged_at_s,
                 )
                 for m in models
             ]

@@ -1,0 +1,148 @@
+"""The within-run degradation detector and the attribution of its intervals."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from tracker.analysis.attribute import attribute_run, probe_series
+from tracker.analysis.detect import OnlineDetector, WindowStat, detect
+from tracker.metrics import LATENCY, Window
+from tracker.store import SampleRecord
+
+
+def windows(
+    n: int = 60,
+    *,
+    slow: tuple[float, float, float] | None = None,  # (from_s, to_s, factor)
+    spikes: tuple[int, ...] = (),
+    errors_from: float | None = None,
+    rate: int = 20,
+    seed: int = 1,
+) -> list[Window]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        w = Window(index=i, start_s=float(i), warmup=i < 2)
+        factor = 1.0
+        if slow is not None and slow[0] <= i < slow[1]:
+            factor = slow[2]
+        if i in spikes:
+            factor = 3.0
+        for _ in range(rate):
+            w.sent += 1
+            w.completed += 1
+            if errors_from is not None and i >= errors_from and rng.random() < 0.3:
+                w.add_error("http_5xx")
+                continue
+            w.ok += 1
+            w.hist(LATENCY).record_ms(rng.lognormvariate(4.0, 0.15) * factor)
+        out.append(w)
+    return out
+
+
+def test_a_steady_run_has_no_degradation() -> None:
+    for seed in range(5):
+        assert detect(windows(seed=seed)) == []
+
+
+def test_an_isolated_slow_second_is_not_a_degradation() -> None:
+    assert detect(windows(spikes=(20, 40))) == []
+
+
+def test_a_slowdown_is_found_with_its_start_end_and_size() -> None:
+    found = detect(windows(slow=(30, 45, 2.0)))
+    p50 = [d for d in found if d.metric == "latency_p50"]
+    assert len(p50) == 1
+    d = p50[0]
+    assert 29 <= d.start_s <= 31
+    assert 44 <= d.end_s <= 48 and not d.ongoing
+    assert 80 < d.change_pct < 120
+    # Flagged live within 5 s of the onset.
+    assert d.flagged_at_s - 30 <= 5
+
+
+def test_a_slowdown_still_going_at_the_end_is_ongoing() -> None:
+    found = detect(windows(slow=(40, 60, 1.8)))
+    assert any(d.metric == "latency_p50" and d.ongoing and d.end_s == 60 for d in found)
+
+
+def test_the_live_detector_flags_while_the_run_goes() -> None:
+    detector = OnlineDetector()
+    flagged_at = None
+    for w in windows(slow=(30, 60, 2.0)):
+        if detector.add(w) and flagged_at is None:
+            flagged_at = w.start_s + w.duration_s
+    assert flagged_at is not None and 31 <= flagged_at <= 35
+
+
+def test_errors_are_a_degradation_of_their_own() -> None:
+    found = detect(windows(errors_from=30))
+    errors = [d for d in found if d.metric == "error_rate"]
+    assert errors and 29 <= errors[0].start_s <= 31
+    assert errors[0].change_pct > 20  # percentage points
+
+
+def _stats(n: int = 60, backlog_from: float | None = None) -> list[WindowStat]:
+    return [
+        WindowStat(float(i), 100.0 if i < 30 else 200.0, 20,
+                   10 if backlog_from is not None and i >= backlog_from else 20)
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def _samples(rises: dict[str, tuple[float, float]], n: int = 60) -> list[SampleRecord]:
+    """4 Hz samples; each metric at its first level, then its second from 30 s."""
+    rng = random.Random(4)
+    out = []
+    for k in range(n * 4):
+        t = k / 4
+        metrics = {
+            name: (before if t < 30 else after) * (1 + rng.uniform(-0.05, 0.05))
+            for name, (before, after) in rises.items()
+        }
+        out.append(SampleRecord(t, metrics))
+    return out
+
+
+def _degradation():
+    return detect(windows(slow=(30, 60, 2.0)))
+
+
+@pytest.mark.parametrize(
+    ("rises", "cause", "needle"),
+    [
+        ({"gc.pause_ms_per_s": (2.0, 300.0), "cpu.run_delay_ms_per_s": (20.0, 21.0)},
+         "memory", "GC pause time"),
+        ({"cpu.ctx_switches_involuntary_per_s": (100.0, 3000.0),
+          "cpu.run_delay_ms_per_s": (10.0, 400.0)}, "contention", "scheduler run delay"),
+        ({"disk.await_ms": (0.5, 40.0), "disk.psi_some_pct": (0.2, 30.0)}, "io", "disk await"),
+    ],
+)  # fmt: skip
+def test_each_cause_is_named_with_evidence(rises, cause, needle) -> None:
+    found = attribute_run(_degradation(), _stats(), probe_series(_samples(rises)))
+    assert len(found) == 1
+    finding = found[0]
+    assert finding.cause == cause
+    assert finding.causes[0]["cause"] == cause and finding.confidence > 0.5
+    assert any(needle in line for line in finding.evidence), finding.evidence
+    assert finding.advice
+
+
+def test_a_queue_without_resource_evidence_is_overload() -> None:
+    samples = _samples({"cpu.process_pct": (95.0, 96.0)})
+    found = attribute_run(_degradation(), _stats(backlog_from=30), probe_series(samples))
+    assert found[0].cause == "overload"
+
+
+def test_nothing_moved_is_unexplained() -> None:
+    samples = _samples({"cpu.process_pct": (50.0, 51.0)})
+    found = attribute_run(_degradation(), _stats(), probe_series(samples))
+    assert found[0].cause == "unexplained" and found[0].confidence == 0.0
+
+
+def test_the_driver_being_saturated_is_named() -> None:
+    samples = _samples({"cpu.ctx_switches_involuntary_per_s": (100.0, 3000.0)})
+    found = attribute_run(_degradation(), _stats(), probe_series(samples), driver_saturated=True)
+    assert any("load driver was saturated" in line for line in found[0].evidence)
