@@ -10,11 +10,15 @@ Conditions (expected cause): clean (no finding at all), cpu and ext_cpu (content
 (memory), io and ext_io (io), overload (overload).
 - cpu / gc / io: the server's own faults, POST /admin/fault {"fault", "strength": s} at D/2.
 - ext_cpu: round(cpu_count x s) busy processes started by this script at D/2 (children of
-  this script, so outside the probed tree), stopped when the run ends.
+  this script, so outside the probed tree).
 - ext_io: round(s) processes (at least 1) doing 64 KiB writes + fsync in a loop, each in a
   64 MiB file of its own, in a temp dir removed afterwards.
 - overload: no fault; the open-model rate jumps at D/2 from the base rate to
   capacity x (1 + s/2) (a scenario file with a throttle: jump, hold, jump, hold).
+Every fault is switched off again at D, the load's end (before the drain and summary). The
+server is a fresh `examples/llm_server.py` per trial, attached by pid; capacity is measured
+once first (a closed-model run with 2 x max-batch users) unless --capacity is given, and
+the base rate is 40% of it.
 The generators for ext_* are tests/support/hogs.py (shared with the attribution tests;
 tests/ is put on sys.path below), and every one of them stops by itself if this script dies.
 
@@ -38,16 +42,16 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.error
 import urllib.request
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,7 +88,8 @@ REQUEST_TIMEOUT_S = 30.0  # bounds the drain after an overload (its queue is < 3
 BASE_LOAD = 0.4  # the base rate as a share of capacity: busy, with room for a fault to show
 # Measured with --quick on the 2-core VM: server start + warm-up, perfsleuth start, drain,
 # summary and export, server stop. Used only for the printed estimate.
-OVERHEAD_S = 8.0
+OVERHEAD_S = 4.0
+CAPACITY_RUN_S = 16.0  # the capacity run: a server, 10 s of load, the summary
 
 _PROGRESS = re.compile(r"^\[\s*(\d+)s/")
 _LISTENING = re.compile(r"listening on http://[\d.]+:(\d+)")
@@ -195,7 +200,7 @@ class Perfsleuth:
     def __init__(self, cmd: Sequence[str], cwd: Path) -> None:
         self.cmd = list(cmd)
         self.load_start: float | None = None
-        self.tail: deque[str] = deque(maxlen=40)
+        self.tail: deque[str] = deque(maxlen=400)
         self.proc = subprocess.Popen(
             self.cmd,
             cwd=cwd,
@@ -242,6 +247,7 @@ class Settings:
     pause_s: float
     io_dir: str | None
     exe: tuple[str, ...]
+    keep_dir: str | None = None
 
     @property
     def half_s(self) -> float:
@@ -265,7 +271,8 @@ class Trial:
     ok: bool = False  # the run completed and its JSON was read
     error: str | None = None
     rate: float = 0.0
-    fault_on_s: float | None = None  # when the switch happened, seconds after load start
+    fault_on_s: float | None = None  # when it was switched on, seconds after load start
+    fault_off_s: float | None = None  # and off
     switch_ms: float | None = None  # how long switching took (a POST, or starting processes)
     run_status: str | None = None
     exit_code: int | None = None
@@ -274,6 +281,7 @@ class Trial:
     correct: bool = False
     delay_s: float | None = None
     false_alarms: int = 0
+    early: bool = False  # a finding over the fault interval was flagged before D/2
     p50_before_ms: float | None = None
     p50_after_ms: float | None = None
     errors_after: int = 0
@@ -366,57 +374,94 @@ def run_trial(s: Settings, condition: str, strength: float | None, number: int) 
         cmd += ["--db", db, "--no-tui"]
         run = Perfsleuth(cmd, tmp)
         stack.callback(run.stop)
-        # Closed as soon as the run ends (the server's faults, too, stay on until then).
-        generators = stack.enter_context(contextlib.ExitStack())
-        deadline = started + s.trial_timeout_s
-        while run.proc.poll() is None:
-            now = time.monotonic()
-            if now > deadline:
-                trial.error = f"timed out after {s.trial_timeout_s:.0f}s"
-                break
-            due = None
-            if run.load_start is not None and trial.fault_on_s is None:
-                due = run.load_start + s.half_s
-            if due is not None and now >= due:
-                trial.fault_on_s = round(now - due + s.half_s, 3)
-                try:
-                    remaining = deadline - now + 5
-                    switch_on(condition, strength, server, generators, s.io_dir, remaining)
-                except (OSError, ValueError) as exc:  # urllib errors are OSErrors
-                    trial.error = f"switching {condition} on failed: {exc}"
-                    break
-                trial.switch_ms = round((time.monotonic() - now) * 1000, 1)
-                continue
-            time.sleep(0.05 if due is None else min(0.02, due - now))
-        generators.close()
+        fault = Fault(condition, strength, server, s.io_dir)
+        stack.callback(fault.generators.close)
+        drive(run, fault, trial, s, deadline=started + s.trial_timeout_s)
+        fault.generators.close()
         run.stop()
         trial.exit_code = run.proc.returncode
         if trial.error is None:
             read_run(trial, out, tmp, s, db)
             if not trial.ok and trial.error is None:
                 trial.error = f"no run JSON (exit {trial.exit_code}):\n{run.output_tail()}"
+        if s.keep_dir is not None:
+            cell = condition if strength is None else f"{condition}-x{strength:g}"
+            keep(Path(s.keep_dir) / f"{cell}-{number}", tmp, run)
     trial.wall_s = round(time.monotonic() - started, 1)
     return trial
 
 
-def switch_on(
-    condition: str,
-    strength: float | None,
-    server: Server,
-    generators: contextlib.ExitStack,
-    io_dir: str | None,
-    max_s: float,
-) -> None:
-    if condition in SERVER_FAULTS:
-        post_json(server.base_url + "/admin/fault", {"fault": condition, "strength": strength})
-    elif condition == "ext_cpu":
-        assert strength is not None
-        n = max(1, round((os.cpu_count() or 1) * strength))  # as the server's own cpu fault
-        generators.enter_context(cpu_hogs(n, max_s=max_s))
-    elif condition == "ext_io":
-        assert strength is not None
-        generators.enter_context(fsync_writer(io_dir, writers=max(1, round(strength)), max_s=max_s))
-    # clean: nothing; overload: the scenario's rate jumps by itself at half time.
+def drive(run: Perfsleuth, fault: Fault, trial: Trial, s: Settings, deadline: float) -> None:
+    """Until the run ends: the fault on at D/2 and off at D, on the run's own load clock.
+
+    Off at D (the load's end) rather than when perfsleuth exits: the scored interval is
+    [D/2, D], and a fault left on would slow the drain and the summary several-fold.
+    """
+    while run.proc.poll() is None:
+        now = time.monotonic()
+        if now > deadline:
+            trial.error = f"timed out after {s.trial_timeout_s:.0f}s"
+            return
+        if run.load_start is None:
+            time.sleep(0.05)
+            continue
+        on_at, off_at = run.load_start + s.half_s, run.load_start + s.duration_s
+        try:
+            if trial.fault_on_s is None and now >= on_at:
+                trial.fault_on_s = round(now - run.load_start, 3)
+                fault.on(max_s=deadline - now + 5)
+                trial.switch_ms = round((time.monotonic() - now) * 1000, 1)
+                continue
+            if trial.fault_on_s is not None and trial.fault_off_s is None and now >= off_at:
+                trial.fault_off_s = round(now - run.load_start, 3)
+                fault.off()
+                continue
+        except (OSError, ValueError) as exc:  # urllib's errors are OSErrors
+            trial.error = f"switching {trial.condition} failed: {exc}"
+            return
+        due = on_at if trial.fault_on_s is None else off_at if trial.fault_off_s is None else None
+        time.sleep(0.05 if due is None else max(0.0, min(0.05, due - now)))
+
+
+@dataclass
+class Fault:
+    """What a condition switches on at half time and off at the end."""
+
+    condition: str
+    strength: float | None
+    server: Server
+    io_dir: str | None
+    generators: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+    def on(self, max_s: float) -> None:
+        c, strength = self.condition, self.strength or 1.0
+        if c in SERVER_FAULTS:
+            self._server_fault(c, strength)
+        elif c == "ext_cpu":
+            n = max(1, round((os.cpu_count() or 1) * strength))  # as the server's own cpu fault
+            self.generators.enter_context(cpu_hogs(n, max_s=max_s))
+        elif c == "ext_io":
+            writers = max(1, round(strength))
+            self.generators.enter_context(fsync_writer(self.io_dir, writers=writers, max_s=max_s))
+        # clean: nothing; overload: the scenario's rate jumps by itself at half time.
+
+    def off(self) -> None:
+        if self.condition in SERVER_FAULTS:
+            self._server_fault("none", 1.0)
+        self.generators.close()
+
+    def _server_fault(self, name: str, strength: float) -> None:
+        url = self.server.base_url + "/admin/fault"
+        post_json(url, {"fault": name, "strength": strength})
+
+
+def keep(where: Path, tmp: Path, run: Perfsleuth) -> None:
+    """Copy a trial's run JSON, store and logs out of its temp dir, to look into a miss."""
+    where.mkdir(parents=True, exist_ok=True)
+    for name in ("run.json", "attr.db", "server.log", "overload.toml"):
+        if (tmp / name).exists():
+            shutil.copy2(tmp / name, where / name)
+    (where / "perfsleuth.txt").write_text(run.output_tail(len(run.tail)) + "\n")
 
 
 def read_run(trial: Trial, out: Path, tmp: Path, s: Settings, db: str) -> None:
@@ -473,6 +518,12 @@ def score(trial: Trial, half_s: float, duration_s: float) -> None:
         return start < duration_s and end > half_s and flagged >= half_s
 
     overlapping = [f for f in findings if about_the_fault(f)]
+    trial.early = any(
+        _num(f.get("start_s"), 0.0) < duration_s
+        and _num(f.get("end_s"), math.inf) > half_s
+        and _num(f.get("flagged_at_s"), math.inf) < half_s
+        for f in findings
+    )
     trial.false_alarms = len(findings) - len(overlapping)
     if not overlapping:
         trial.predicted = "none"
@@ -485,28 +536,30 @@ def score(trial: Trial, half_s: float, duration_s: float) -> None:
         trial.delay_s = round(float(flagged) - half_s, 3)
 
 
+def export_windows(exe: Sequence[str], run_id: Any, db: str, cwd: Path) -> list[dict[str, str]]:
+    """The run's one-second latency windows (`perfsleuth export --format csv`), as rows."""
+    cmd = [*exe, "export", str(run_id), "--db", db, "--format", "csv", "--metric", "latency"]
+    done = subprocess.run(
+        [*cmd, "--out", "-"], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+    )
+    lines = done.stdout.strip().splitlines() if done.returncode == 0 else []
+    if len(lines) < 2:
+        return []
+    names = lines[0].split(",")
+    return [dict(zip(names, line.split(","), strict=False)) for line in lines[1:]]
+
+
 def window_effect(trial: Trial, run_id: Any, tmp: Path, s: Settings, db: str) -> None:
-    """Median per-second p50 latency before the fault vs with it (from `perfsleuth export`).
+    """Median per-second p50 latency before the fault vs with it.
 
     Says whether there was a slowdown to find at all: a miss on a fault that did nothing
     is not the detector's fault. Skips the first window (cold) and 2 s after the switch.
     """
     if run_id is None:
         return
-    cmd = [*s.exe, "export", str(run_id), "--db", db, "--format", "csv", "--metric", "latency"]
-    done = subprocess.run(
-        [*cmd, "--out", "-"], cwd=tmp, capture_output=True, text=True, timeout=60, check=False
-    )
-    if done.returncode != 0:
-        return
-    lines = done.stdout.strip().splitlines()
-    if len(lines) < 2:
-        return
-    names = lines[0].split(",")
     before: list[float] = []
     after: list[float] = []
-    for line in lines[1:]:
-        row = dict(zip(names, line.split(","), strict=False))
+    for row in export_windows(s.exe, run_id, db, tmp):
         start, count = float(row["start_s"]), int(row["count"])
         end = start + float(row["duration_s"])
         if start >= s.half_s:
@@ -536,17 +589,22 @@ def knob_capacity(max_batch: int, step_ms: float, per_seq_ms: float = 2.0) -> fl
 
 
 def measure_capacity(exe: Sequence[str], max_batch: int, step_ms: float) -> float:
-    """Throughput of a closed-model run with twice a full batch of users (always queued),
-    probes attached as in the trials: what the server completes at most, on this machine."""
+    """Completions per second of a closed-model run with twice a full batch of users
+    (always queued), probes attached as in the trials: the most the server completes.
+
+    Counted per one-second window inside the load phase, not from the run's throughput:
+    that also counts the 2 x max-batch requests drained after the load, ~+40% over 10 s.
+    """
+    duration_s, warmup_s = 10, 2
     with tempfile.TemporaryDirectory(prefix="psattr-cap-") as name:
         tmp = Path(name)
         with example_server(tmp, max_batch, step_ms, None) as server:
-            args = flag_args(server.base_url, 1, 10)
+            args = flag_args(server.base_url, 1, duration_s)
             rate_at = args.index("--rate")
-            args[rate_at : rate_at + 2] = ["--users", str(2 * max_batch), "--warmup", "2s"]
-            out = tmp / "capacity.json"
+            args[rate_at : rate_at + 2] = ["--users", str(2 * max_batch)]
+            out, db = tmp / "capacity.json", f"sqlite:///{tmp}/cap.db"
             cmd = [*exe, "run", *args, "--attach", str(server.pid), "--json", str(out)]
-            cmd += ["--db", f"sqlite:///{tmp}/cap.db", "--no-tui"]
+            cmd += ["--db", db, "--no-tui"]
             run = Perfsleuth(cmd, tmp)
             try:
                 run.proc.wait(timeout=90)
@@ -554,7 +612,15 @@ def measure_capacity(exe: Sequence[str], max_batch: int, step_ms: float) -> floa
                 run.stop()
             if not out.exists():
                 raise RuntimeError(f"capacity run failed:\n{run.output_tail()}")
-            return float(json.loads(out.read_text())["throughput_rps"])
+            run_id = json.loads(out.read_text())["run_id"]
+            ok = [
+                int(row["ok"])
+                for row in export_windows(exe, run_id, db, tmp)
+                if float(row["start_s"]) >= warmup_s and float(row["start_s"]) + 1 <= duration_s
+            ]
+            if not ok:
+                raise RuntimeError("capacity run: no load windows to count")
+            return sum(ok) / len(ok)
 
 
 # -- report ------------------------------------------------------------------------------
@@ -628,11 +694,18 @@ def report(s: Settings, trials: list[Trial], elapsed_s: float, interrupted: bool
                 fmt(median(delays), 1) if delays else "-",
                 fmt(max(delays), 1) if delays else "-",
                 sum(t.false_alarms for t in mine),
+                sum(t.early for t in mine),
                 sum(not t.ok for t in mine),
             ]
         )
     head = ["condition", "expected", "correct", "accuracy", "delay p50 s", "delay max s"]
-    lines.append(table([*head, "false alarms", "failed runs"], per))
+    lines.append(table([*head, "false alarms", "flagged early", "failed runs"], per))
+    lines += [
+        "",
+        "false alarms: findings not about the fault (clean: every finding). flagged early: a",
+        "finding spanning the fault interval was raised before D/2 (counted as a false alarm,",
+        "not a detection: it cannot have been caused by the fault).",
+    ]
     right = sum(t.correct for t in trials)
     lines += ["", f"overall accuracy: {right}/{len(trials)} trials"]
     delays = [t.delay_s for t in trials if t.delay_s is not None]
@@ -668,7 +741,7 @@ def trial_line(index: int, total: int, t: Trial) -> str:
     return (
         f"[{index:>3}/{total}] {verdict} {name:<12} #{t.trial} named {t.column:<12} "
         f"(expected {t.expected or 'none'}) delay {delay:>6} p50 after/before {effect:>6} "
-        f"false alarms {t.false_alarms} rate {t.rate:g} {t.wall_s:.0f}s"
+        f"false alarms {t.false_alarms}{' (early)' if t.early else ''} {t.wall_s:.0f}s"
     )
 
 
@@ -691,6 +764,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--io-dir", help="where io / ext_io write (a real disk) [the temp dir]")
     add("--perfsleuth", help="perfsleuth executable [this venv's]")
     add("--json", dest="json_out", help="write every trial and the settings to this file")
+    add("--keep", help="copy each trial's run JSON, store and logs into this directory")
     a = p.parse_args(argv)
     a.trials = a.trials or (1 if a.quick else 5)
     a.duration = a.duration or (20.0 if a.quick else 30.0)
@@ -735,6 +809,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         pause_s=a.pause,
         io_dir=a.io_dir,
         exe=exe,
+        keep_dir=a.keep,
     )
     plan = cells(s)
     total = len(plan) * s.trials
@@ -749,7 +824,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     run_cmd = " ".join([*exe, "run", *shown, "--attach SERVER_PID --json run.json"])
     print(f"perfsleuth: {run_cmd} --db sqlite:///TMP/attr.db --no-tui")
     print("  (overload: the same request from a scenario file with a throttle)")
-    est = estimate_s(s)
+    est = estimate_s(s) + (0 if a.capacity else CAPACITY_RUN_S)
     print(
         f"plan: {len(plan)} cells x {s.trials} trials = {total} runs; estimated {est / 60:.0f} min"
     )
@@ -791,5 +866,4 @@ def _sigterm(_signum: int, _frame: object) -> None:
 
 if __name__ == "__main__":
     signal.signal(signal.SIGTERM, _sigterm)
-    entry: Callable[[], None] = main
-    run_main(entry)
+    run_main(main)

@@ -33,13 +33,20 @@ def _compare(db: str, cwd: Path, *args: str) -> tuple[int, dict]:
     return done.returncode, json.loads(done.stdout)
 
 
+def _verdicts(doc: dict) -> list[str]:
+    """Per-metric verdicts, for assertion messages."""
+    return [f"{m['name']}: {m['verdict']} {m['change_pct']} {m['ci_pct']}" for m in doc["metrics"]]
+
+
 def _slowdown(url: str, factor: float) -> None:
     httpx.post(f"{url}/admin/slowdown", json={"factor": factor}, timeout=5).raise_for_status()
 
 
 def test_a_a_unchanged_slowdown_regressed_small_shift_not_flagged(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'runs.db'}"
-    with running_llm_server() as server:
+    # No per-sequence step cost: latency no longer depends on how requests happen to
+    # batch, which varies from run to run by more than the 5% a p50 comparison resolves.
+    with running_llm_server("--per-seq-ms", "0") as server:
         # Run 1 warms the server up (its first seconds under load are slower); it is not
         # comparable with the others (another duration).
         assert _run(server.url, db, tmp_path, duration="3s").returncode == 0
@@ -57,13 +64,13 @@ def test_a_a_unchanged_slowdown_regressed_small_shift_not_flagged(tmp_path: Path
 
         assert _run(server.url, db, tmp_path).returncode == 0  # run 3: A/A
         code, aa = _compare(db, tmp_path, "3", "--baseline", "2")
-        assert (code, aa["verdict"]) == (0, "unchanged"), aa["metrics"]
+        assert (code, aa["verdict"]) == (0, "unchanged"), _verdicts(aa)
         assert aa["baseline"] == {"spec": "2", "run_ids": [2]}
 
         _slowdown(server.url, 1.02)
         assert _run(server.url, db, tmp_path).returncode == 0  # run 4: +2% step time
         code, small = _compare(db, tmp_path, "4", "--baseline", "tag:base")
-        assert code == 0 and small["verdict"] != "regressed", small["metrics"]
+        assert code == 0 and small["verdict"] != "regressed", _verdicts(small)
 
         _slowdown(server.url, 1.2)
         slow = _run(server.url, db, tmp_path, "--baseline", "2", "--json", "run.json")  # run 5

@@ -261,3 +261,23 @@ def test_a_probe_leaving_zero_counts_only_past_its_floor() -> None:
     )  # fmt: skip
     assert verdicts(big)["probes.mem.major_faults_per_s"] == "regressed"
     assert big.causes[0]["cause"] == "memory"
+
+
+def test_a_percentile_needs_enough_requests_beyond_it() -> None:
+    few = {"latency_ms.p99": Estimate(260.0, 30.0, 400)}
+    result = compare_runs(side(2, **few), [side(1, **{"latency_ms.p99": Estimate(200.0, 20.0, 400)})],
+                          spec="1")  # fmt: skip
+    assert "latency_ms.p99" not in verdicts(result)
+    assert any("latency_ms.p99 not judged: 400 requests" in n for n in result.notes)
+    enough = compare_runs(
+        side(2, **{"latency_ms.p99": Estimate(260.0, 5.0, 5000)}),
+        [side(1, **{"latency_ms.p99": Estimate(200.0, 4.0, 5000)})],
+        spec="1",
+    )
+    assert verdicts(enough)["latency_ms.p99"] == "regressed"
+
+
+def test_a_possible_improvement_is_no_cause_for_alarm() -> None:
+    result = compare_runs(side(2, scale=0.9, se_pct=8), [side(1, se_pct=8)], spec="1")
+    assert verdicts(result)["latency_ms.p50"] == "unchanged"
+    assert result.verdict == "unchanged"

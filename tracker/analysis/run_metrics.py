@@ -49,13 +49,15 @@ class Estimate:
 
     value: float
     se: float
+    n: int | None = None  # requests behind a percentile (None for rates and probes)
 
     def to_json(self) -> list[float]:
-        return [self.value, self.se]
+        return [self.value, self.se] if self.n is None else [self.value, self.se, self.n]
 
     @classmethod
     def from_json(cls, data: Any) -> Estimate:
-        return cls(float(data[0]), float(data[1]))
+        n = int(data[2]) if len(data) > 2 else None
+        return cls(float(data[0]), float(data[1]), n)
 
 
 @dataclass
@@ -227,9 +229,10 @@ def load_estimates(
         se = _percentile_se([b.buckets.get(family, {}) for b in blocks], draws)
         if se is None:
             continue
+        count = int(section["count"]) if section.get("count") is not None else None
         for key, _ in PERCENTILE_KEYS:
             if section.get(key) is not None:
-                out[f"{path}.{key}"] = Estimate(float(section[key]), se[key])
+                out[f"{path}.{key}"] = Estimate(float(section[key]), se[key], count)
     llm = doc.get("llm") or {}
     rates = _rate_errors(doc, blocks, draws, tokens=bool(llm.get("output_tokens")))
     out["throughput_rps"] = Estimate(float(doc.get("throughput_rps") or 0.0), rates["ok"])
