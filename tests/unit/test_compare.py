@@ -265,8 +265,8 @@ def test_a_probe_leaving_zero_counts_only_past_its_floor() -> None:
 
 def test_a_percentile_needs_enough_requests_beyond_it() -> None:
     few = {"latency_ms.p99": Estimate(260.0, 30.0, 400)}
-    result = compare_runs(side(2, **few), [side(1, **{"latency_ms.p99": Estimate(200.0, 20.0, 400)})],
-                          spec="1")  # fmt: skip
+    base = {"latency_ms.p99": Estimate(200.0, 20.0, 400)}
+    result = compare_runs(side(2, **few), [side(1, **base)], spec="1")
     assert "latency_ms.p99" not in verdicts(result)
     assert any("latency_ms.p99 not judged: 400 requests" in n for n in result.notes)
     enough = compare_runs(
