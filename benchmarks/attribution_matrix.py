@@ -29,8 +29,8 @@ matrix counts, per trial, the expected cause when some overlapping finding has i
 cause of the first overlapping finding, else "none". Detection delay = the first
 overlapping finding's `flagged_at_s` - D/2 (target <= 5 s at the default probe interval).
 
-    benchmarks/.venv/bin/python benchmarks/attribution_matrix.py            # ~45 min
-    benchmarks/.venv/bin/python benchmarks/attribution_matrix.py --quick    # ~4 min
+    benchmarks/.venv/bin/python benchmarks/attribution_matrix.py            # ~43 min, 65 runs
+    benchmarks/.venv/bin/python benchmarks/attribution_matrix.py --quick    # ~3.5 min, 7 runs
 """
 
 from __future__ import annotations

@@ -30,11 +30,13 @@ from tracker.analysis.detect import Degradation, WindowStat
 if TYPE_CHECKING:
     from tracker.store import SampleRecord
 
+#: Seconds before an event left out of the steady state.
+ONSET_MARGIN_S = 4
 #: Score a cause needs to be named rather than `unexplained`.
 MIN_SCORE = 0.3
 #: Rise, as a ratio, a probe must show to count (besides its floor and 3 sigma).
 MIN_RATIO = 1.3
-#: Share of the interval's arrivals still unanswered (at its end) that means a backlog.
+#: Growth of the unanswered queue, as a share of the interval's sends, that means a backlog.
 BACKLOG_SHARE = 0.1
 
 ADVICE = {
@@ -151,12 +153,21 @@ def _finding(
         per_second = series[metric]
         if rule is None:
             continue
-        before = [v for t, v in per_second.items() if not any(a <= t < b for a, b in spans)]
+        # The steady state leaves out a margin before each event: a cause can start a few
+        # seconds before the detector's rolling view shows it (and must not be its own
+        # baseline).
+        before = [
+            v
+            for t, v in per_second.items()
+            if not any(a - ONSET_MARGIN_S <= t < b for a, b in spans)
+        ]
         now = [v for t, v in per_second.items() if start <= t < end]
         if len(before) < 4 or not now:
             continue
         b, a = sum(before) / len(before), sum(now) / len(now)
-        sd = math.sqrt(sum((x - b) ** 2 for x in before) / (len(before) - 1))
+        # A robust spread: one odd steady second must not hide a real rise.
+        mid = sorted(before)[len(before) // 2]
+        sd = 1.4826 * sorted(abs(x - mid) for x in before)[len(before) // 2]
         rise = a - b
         if rise < rule.floor or (b > 0 and a / b < MIN_RATIO) or rise <= 3 * sd:
             continue
@@ -194,8 +205,8 @@ def _finding(
         cause, confidence = "overload", min(0.9, 0.5 + backlog)
         ranked.insert(0, {"cause": "overload", "score": round(confidence, 2)})
         evidence.append(
-            f"{backlog * 100:.0f}% of the requests sent in the interval were still unanswered "
-            "at its end, and no resource probe moved: a queue at a server at capacity"
+            f"the queue of unanswered requests grew by {backlog * 100:.0f}% of those sent "
+            "while degraded, and no resource probe moved: a server at capacity"
         )
     else:
         cause, confidence = "unexplained", 0.0
@@ -235,10 +246,25 @@ def _correlation(x: dict[int, float], y: dict[int, float]) -> float:
 
 
 def _backlog(stats: Sequence[WindowStat], start: float, end: float) -> float:
-    """Share of the interval's sends not answered by its end (a queue growing)."""
-    sent = sum(st.sent for st in stats if start <= st.start_s < end)
-    answered = sum(st.answered for st in stats if start <= st.start_s < end)
-    return max(sent - answered, 0) / sent if sent else 0.0
+    """How much the queue of unanswered requests grew during the interval, as a share of
+    the requests sent in it. Sends are counted when sent and answers when they come, so
+    the backlog is the running sum of their difference; the drain after the load (answers,
+    no sends) must not hide a queue that built up before it."""
+    backlog = 0
+    at_start = 0
+    peak = 0
+    sent = 0
+    for st in stats:
+        if st.start_s < start:
+            backlog += st.sent - st.answered
+            at_start = peak = backlog
+            continue
+        if st.start_s >= end:
+            break
+        backlog += st.sent - st.answered
+        peak = max(peak, backlog)
+        sent += st.sent
+    return max(peak - at_start, 0) / sent if sent else 0.0
 
 
 def _num(value: float, unit: str) -> str:
