@@ -146,3 +146,17 @@ def test_the_driver_being_saturated_is_named() -> None:
     samples = _samples({"cpu.ctx_switches_involuntary_per_s": (100.0, 3000.0)})
     found = attribute_run(_degradation(), _stats(), probe_series(samples), driver_saturated=True)
     assert any("load driver was saturated" in line for line in found[0].evidence)
+
+
+def test_causes_are_ranked_by_strength_not_by_their_saturated_score() -> None:
+    # Both causes score ~1.0; memory has far more evidence and must come first.
+    rises = {
+        "gc.pause_ms_per_s": (2.0, 400.0),
+        "gc.collections_per_s": (1.0, 600.0),
+        "mem.major_faults_per_s": (0.0, 200.0),
+        "cpu.ctx_switches_involuntary_per_s": (20.0, 160.0),
+        "cpu.run_delay_ms_per_s": (10.0, 70.0),
+    }
+    found = attribute_run(_degradation(), _stats(), probe_series(_samples(rises)))
+    assert [c["cause"] for c in found[0].causes] == ["memory", "contention"]
+    assert found[0].cause == "memory" and found[0].confidence > 0.5

@@ -182,10 +182,11 @@ def _finding(
             (strength, f"{rule.label} {_num(a, unit)} vs {_num(b, unit)} before ({times}); "
                        f"r={corr:+.2f} with latency [{metric}]")
         )  # fmt: skip
-    ranked: list[dict[str, Any]] = sorted(
-        ({"cause": c, "score": round(1 - math.exp(-w), 2)} for c, w in strengths.items()),
-        key=lambda c: -float(c["score"]),
-    )
+    # Ranked by total strength: scores saturate near 1, so two strong causes would tie.
+    ranked: list[dict[str, Any]] = [
+        {"cause": c, "score": round(1 - math.exp(-w), 2)}
+        for c, w in sorted(strengths.items(), key=lambda kv: -kv[1])
+    ]
     backlog = _backlog(stats, start, end)
     evidence: list[str] = [
         f"{d.metric.replace('_', ' ')} {_change(d)} from {d.start_s:.0f} s "
