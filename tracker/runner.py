@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from probes import Probe, ProbeSample, Sampler, Target, default_probes
-from tracker.analysis.attribute import attribute_run, probe_series
+from tracker.analysis.attribute import attribute_run, describe_change, probe_series
 from tracker.analysis.detect import OnlineDetector
 from tracker.comparing import estimates_for_summary
 from tracker.driver.engine import Driver, DriverResult
@@ -262,13 +262,8 @@ class LiveWatch:
     def _step(self, window: Window) -> None:
         for d in self._detector.add(window):
             if self._progress is not None:
-                change = (
-                    f"{d.change_pct:+.0f}%"
-                    if d.metric != "error_rate"
-                    else (f"{d.change_pct:+.1f} pt")
-                )
                 self._progress.note(
-                    f"degradation: {d.metric.replace('_', ' ')} {change} since "
+                    f"degradation: {d.metric.replace('_', ' ')} {describe_change(d)} since "
                     f"{d.start_s:.0f}s (steady {d.baseline:.4g}, now {d.level:.4g})"
                 )
 

@@ -53,3 +53,14 @@ def format_duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.1f}s".replace(".0s", "s")
     return f"{seconds / 60:.1f}m"
+
+
+def format_value(value: float, unit: str) -> str:
+    """A probe reading for people: `310 ms/s`, `12.5 %`, `2,500/s` for a bare rate (`1/s`)."""
+    if abs(value) >= 100:
+        text = f"{value:,.0f}"
+    elif abs(value) >= 10:
+        text = f"{value:.1f}"
+    else:
+        text = f"{value:.2f}"
+    return f"{text}/{unit[2:]}" if unit.startswith("1/") else f"{text} {unit}".rstrip()

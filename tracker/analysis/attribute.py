@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from probes import unit_of
 from tracker.analysis.causes import evidence_for
 from tracker.analysis.detect import Degradation, WindowStat
+from tracker.units import format_value
 
 if TYPE_CHECKING:
     from tracker.store import SampleRecord
@@ -178,8 +179,9 @@ def _finding(
         strengths[rule.cause] = strengths.get(rule.cause, 0.0) + strength
         unit = unit_of(metric)
         times = f"{ratio:.1f}x" if math.isfinite(ratio) else "from 0"
+        now_text, before_text = format_value(a, unit), format_value(b, unit)
         lines.setdefault(rule.cause, []).append(
-            (strength, f"{rule.label} {_num(a, unit)} vs {_num(b, unit)} before ({times}); "
+            (strength, f"{rule.label} {now_text} vs {before_text} before ({times}); "
                        f"r={corr:+.2f} with latency [{metric}]")
         )  # fmt: skip
     # Ranked by total strength: scores saturate near 1, so two strong causes would tie.
@@ -189,7 +191,7 @@ def _finding(
     ]
     backlog = _backlog(stats, start, end)
     evidence: list[str] = [
-        f"{d.metric.replace('_', ' ')} {_change(d)} from {d.start_s:.0f} s "
+        f"{d.metric.replace('_', ' ')} {describe_change(d)} from {d.start_s:.0f} s "
         f"({d.baseline:.4g} -> {d.level:.4g})"
         for d in sorted(event, key=_severity, reverse=True)
     ]
@@ -230,7 +232,8 @@ def _finding(
     )
 
 
-def _change(d: Degradation) -> str:
+def describe_change(d: Degradation) -> str:
+    """`+85%`, or `+30.0 pt` for an error rate."""
     return f"{d.change_pct:+.1f} pt" if d.metric == "error_rate" else f"{d.change_pct:+.0f}%"
 
 
@@ -266,14 +269,3 @@ def _backlog(stats: Sequence[WindowStat], start: float, end: float) -> float:
         peak = max(peak, backlog)
         sent += st.sent
     return max(peak - at_start, 0) / sent if sent else 0.0
-
-
-def _num(value: float, unit: str) -> str:
-    text = (
-        f"{value:,.0f}"
-        if abs(value) >= 100
-        else f"{value:.1f}"
-        if abs(value) >= 10
-        else f"{value:.2f}"
-    )
-    return f"{text}/{unit[2:]}" if unit.startswith("1/") else f"{text} {unit}".rstrip()

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from probes import family_of
+from tracker.units import format_value
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def rank_causes(probe_deltas: list[dict[str, Any]]) -> list[dict[str, Any]]:
         weights[rule.cause] = weights.get(rule.cause, 0.0) + strength
         times = f"{ratio:.1f}x" if math.isfinite(ratio) else "from 0"
         unit = str(delta.get("unit") or "")
-        now, before = _num(cand, unit), _num(base, unit)
+        now, before = format_value(cand, unit), format_value(base, unit)
         lines.setdefault(rule.cause, []).append(
             (strength, f"{rule.label} {now} vs {before} ({times}) [{metric}]")
         )
@@ -105,14 +106,3 @@ def rank_causes(probe_deltas: list[dict[str, Any]]) -> list[dict[str, Any]]:
         }
         for cause, weight in ranked
     ]
-
-
-def _num(value: float, unit: str) -> str:
-    if abs(value) >= 100:
-        text = f"{value:,.0f}"
-    elif abs(value) >= 10:
-        text = f"{value:.1f}"
-    else:
-        text = f"{value:.2f}"
-    # A bare rate reads as "2,500/s", anything else as "310 ms/s".
-    return f"{text}/{unit[2:]}" if unit.startswith("1/") else f"{text} {unit}".rstrip()
