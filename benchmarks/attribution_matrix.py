@@ -11,8 +11,11 @@ Conditions (expected cause): clean (no finding at all), cpu and ext_cpu (content
 - cpu / gc / io: the server's own faults, POST /admin/fault {"fault", "strength": s} at D/2.
 - ext_cpu: round(cpu_count x s) busy processes started by this script at D/2 (children of
   this script, so outside the probed tree).
-- ext_io: round(s) processes (at least 1) doing 64 KiB writes + fsync in a loop, each in a
-  64 MiB file of its own, in a temp dir removed afterwards.
+- ext_io: the server writes to the disk on its request path all run long (its io fault at
+  strength EXT_IO_BASE, on before the load starts: a disk that nobody touches cannot slow
+  a service down); at D/2, round(2 x s) processes start 1 MiB writes + fsync in a loop,
+  each in a 64 MiB file of its own, in a temp dir removed afterwards. The server's own
+  writes stay the same: only the host's disk shows the cause.
 - overload: no fault; the open-model rate jumps at D/2 from the base rate to
   capacity x (1 + s/2) (a scenario file with a throttle: jump, hold, jump, hold).
 Every fault is switched off again at D, the load's end (before the drain and summary). The
@@ -77,6 +80,8 @@ EXPECTED: dict[str, str | None] = {
 }
 CAUSES = ("contention", "memory", "io", "overload", "unexplained")
 SERVER_FAULTS = ("cpu", "gc", "io")
+#: ext_io: the strength of the server's own fsync'd writes, all run long (~2 ms a step).
+EXT_IO_BASE = 0.25
 
 PROMPT = (
     "Explain, step by step and with a short example, why a service that is fast alone can "
@@ -372,10 +377,11 @@ def run_trial(s: Settings, condition: str, strength: float | None, number: int) 
         db = f"sqlite:///{tmp}/attr.db"
         cmd = [*s.exe, "run", *args, "--attach", str(server.pid), "--json", str(out)]
         cmd += ["--db", db, "--no-tui"]
-        run = Perfsleuth(cmd, tmp)
-        stack.callback(run.stop)
         fault = Fault(condition, strength, server, s.io_dir)
         stack.callback(fault.generators.close)
+        fault.before_load()
+        run = Perfsleuth(cmd, tmp)
+        stack.callback(run.stop)
         drive(run, fault, trial, s, deadline=started + s.trial_timeout_s)
         fault.generators.close()
         run.stop()
@@ -441,12 +447,19 @@ class Fault:
             n = max(1, round((os.cpu_count() or 1) * strength))  # as the server's own cpu fault
             self.generators.enter_context(cpu_hogs(n, max_s=max_s))
         elif c == "ext_io":
-            writers = max(1, round(strength))
-            self.generators.enter_context(fsync_writer(self.io_dir, writers=writers, max_s=max_s))
+            writers = max(1, round(2 * strength))
+            self.generators.enter_context(
+                fsync_writer(self.io_dir, writers=writers, chunk_bytes=1 << 20, max_s=max_s)
+            )
         # clean: nothing; overload: the scenario's rate jumps by itself at half time.
 
+    def before_load(self) -> None:
+        """ext_io: the server's own steady disk writes, on from before the load."""
+        if self.condition == "ext_io":
+            self._server_fault("io", EXT_IO_BASE)
+
     def off(self) -> None:
-        if self.condition in SERVER_FAULTS:
+        if self.condition in SERVER_FAULTS or self.condition == "ext_io":
             self._server_fault("none", 1.0)
         self.generators.close()
 

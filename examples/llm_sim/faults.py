@@ -7,6 +7,7 @@ line; ``api`` switches faults at runtime and reports both in /admin/state.
 from __future__ import annotations
 
 import gc
+import math
 import os
 import shutil
 import subprocess
@@ -93,26 +94,57 @@ class GcChurn:
 class IoWriter:
     """fsync'd writes on every engine step, into a bounded file overwritten in turn.
 
-    Each fsync waits for the device, so strength scales their number (16 per step at 1.0).
+    Each fsync waits for the device. Strength 1.0 is ``WRITES`` write + fsync pairs per
+    step (~8 ms here, a virtual disk with a write cache at ~0.17 ms an fsync), and doubling
+    the strength doubles them. A fixed count keeps the fault the same from trial to trial
+    (timing a few fsyncs mid-run varied ~3x), and a disk that gets slower (another process
+    flooding it) makes the steps slower. Only on a slow device (fsync slower than
+    ``SLOW_FSYNC_MS`` at best: no write cache, a spinning disk) is the count scaled down, so one
+    step never waits more than ~``WRITES x SLOW_FSYNC_MS`` per unit of strength.
     """
 
-    CHUNK, FILE_LIMIT = 16 * 1024, 32 * 1024 * 1024
+    CHUNK, FILE_LIMIT = 16 * 1024, 4 * 1024 * 1024
+    WRITES, SLOW_FSYNC_MS, MAX_WRITES = 48, 1.0, 1024
 
     def __init__(self, strength: float) -> None:
+        self.strength = strength
         self.dir = tempfile.mkdtemp(prefix="llm_server_io_")
         self.path = os.path.join(self.dir, "kv_spill.bin")
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        self._writes = max(1, round(16 * strength))
         self._buf = os.urandom(self.CHUNK)
         self._offset = 0
+        self.writes: int | None = None  # per step, once calibrated
+        self.fsync_ms: float | None = None
         self._lock = threading.Lock()  # the engine may be mid-step when the fault stops
+
+    def _calibrate(self, n: int = 5) -> None:
+        # Written out once first, so every later write is an overwrite: extending a file
+        # also commits metadata on fsync. The fastest of a few writes: a profiler pausing
+        # the process (py-spy) or a GIL wait only ever adds time.
+        os.pwrite(self._fd, self._buf * (self.FILE_LIMIT // self.CHUNK), 0)
+        os.fsync(self._fd)
+        fastest = math.inf
+        for _ in range(n):
+            t0 = time.perf_counter()
+            self._write()
+            fastest = min(fastest, (time.perf_counter() - t0) * 1000)
+        self.fsync_ms = round(fastest, 3)
+        per_unit = self.WRITES * min(1.0, self.SLOW_FSYNC_MS / max(fastest, 1e-3))
+        self.writes = max(1, min(self.MAX_WRITES, round(self.strength * per_unit)))
+
+    def _write(self) -> None:
+        os.pwrite(self._fd, self._buf, self._offset)
+        os.fsync(self._fd)
+        self._offset = (self._offset + self.CHUNK) % self.FILE_LIMIT
 
     def step(self) -> None:
         with self._lock:
-            for _ in range(self._writes if self._fd >= 0 else 0):
-                os.pwrite(self._fd, self._buf, self._offset)
-                os.fsync(self._fd)
-                self._offset = (self._offset + self.CHUNK) % self.FILE_LIMIT
+            if self._fd < 0:
+                return
+            if self.writes is None:
+                self._calibrate()
+            for _ in range(self.writes or 0):
+                self._write()
 
     def stop(self) -> None:
         with self._lock:
@@ -169,6 +201,7 @@ class Faults:
             "fault_pending": self.pending,
             "hog_pids": [p.pid for p in active.procs] if isinstance(active, CpuHogs) else [],
             "io_file": active.path if isinstance(active, IoWriter) else None,
+            "io_writes_per_step": active.writes if isinstance(active, IoWriter) else None,
         }
 
 

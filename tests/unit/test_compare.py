@@ -281,3 +281,20 @@ def test_a_possible_improvement_is_no_cause_for_alarm() -> None:
     result = compare_runs(side(2, scale=0.9, se_pct=8), [side(1, se_pct=8)], spec="1")
     assert verdicts(result)["latency_ms.p50"] == "unchanged"
     assert result.verdict == "unchanged"
+
+
+def test_between_runs_gc_that_raised_run_delay_is_memory_by_time_lost() -> None:
+    from tracker.analysis.causes import rank_causes
+
+    def delta(name: str, base: float, cand: float) -> dict[str, object]:
+        return {"name": f"probes.{name}", "baseline": base, "candidate": cand,
+                "verdict": "regressed", "unit": "ms/s"}  # fmt: skip
+
+    ranked = rank_causes([
+        delta("gc.pause_ms_per_s", 1.0, 300.0),
+        delta("cpu.run_delay_ms_per_s", 15.0, 65.0),
+        delta("cpu.ctx_switches_involuntary_per_s", 20.0, 400.0),
+        delta("cpu.psi_some_pct", 1.0, 8.0),
+    ])  # fmt: skip
+    assert [c["cause"] for c in ranked] == ["memory", "contention"]
+    assert "contention taken as its consequence" in ranked[0]["evidence"][-1]

@@ -160,3 +160,72 @@ def test_causes_are_ranked_by_strength_not_by_their_saturated_score() -> None:
     found = attribute_run(_degradation(), _stats(), probe_series(_samples(rises)))
     assert [c["cause"] for c in found[0].causes] == ["memory", "contention"]
     assert found[0].cause == "memory" and found[0].confidence > 0.5
+
+
+def _named(rises: dict[str, tuple[float, float]]):
+    found = attribute_run(_degradation(), _stats(), probe_series(_samples(rises)))
+    assert len(found) == 1
+    return found[0]
+
+
+def test_gc_that_also_raises_run_delay_is_memory_by_time_lost() -> None:
+    # Measured on an attached example server with its gc fault: the collector's own CPU
+    # work raised run delay and involuntary switches, and contention led by strength.
+    finding = _named({
+        "gc.pause_ms_per_s_estimate": (0.0, 296.0),
+        "cpu.ctx_switches_involuntary_per_s": (25.0, 119.0),
+        "cpu.run_delay_ms_per_s": (15.0, 65.0),
+        "cpu.psi_some_pct": (1.6, 6.3),
+    })  # fmt: skip
+    assert [c["cause"] for c in finding.causes] == ["memory", "contention"]
+    assert finding.cause == "memory" and finding.confidence > 0.7
+    assert any("contention taken as its consequence" in line for line in finding.evidence)
+
+
+def test_disk_flooding_that_also_busies_the_cpu_is_io_by_host_pressure() -> None:
+    # Measured with outside writers (1 MiB writes + fsync) against a server whose request
+    # path fsyncs: the host stalled on I/O (PSI) more than on the CPU.
+    finding = _named({
+        "cpu.ctx_switches_involuntary_per_s": (30.0, 665.0),
+        "cpu.run_delay_ms_per_s": (16.0, 122.0),
+        "cpu.psi_some_pct": (2.2, 24.7),
+        "cpu.host_pct": (52.0, 72.0),
+        "disk.psi_some_pct": (1.4, 40.2),
+    })  # fmt: skip
+    assert finding.cause == "io"
+    assert any("host-wide" in line for line in finding.evidence), finding.evidence
+
+
+def test_a_small_gc_rise_does_not_outweigh_real_contention() -> None:
+    finding = _named({
+        "cpu.ctx_switches_involuntary_per_s": (30.0, 3000.0),
+        "cpu.run_delay_ms_per_s": (15.0, 400.0),
+        "gc.pause_ms_per_s_estimate": (2.0, 12.0),
+    })  # fmt: skip
+    assert finding.cause == "contention"
+    assert not any("consequence" in line for line in finding.evidence)
+
+
+def test_more_offered_load_than_capacity_is_overload_even_with_busier_cpus() -> None:
+    # The rate steps up from 20 to 40 req/s at 30 s; answers stay at 20/s; the server's
+    # CPU readings rise with the extra work.
+    stats = [WindowStat(float(i), 100.0 if i < 30 else 200.0, 20 if i < 30 else 40, 20)
+             for i in range(60)]  # fmt: skip
+    samples = _samples({
+        "cpu.ctx_switches_involuntary_per_s": (40.0, 230.0),
+        "cpu.psi_some_pct": (2.8, 9.5),
+    })  # fmt: skip
+    found = attribute_run(_degradation(), stats, probe_series(samples))
+    assert found[0].cause == "overload"
+    assert [c["cause"] for c in found[0].causes] == ["overload", "contention"]
+    assert any("offered load rose from 20 to 40 req/s" in e for e in found[0].evidence)
+    assert any(e.startswith("also contention:") for e in found[0].evidence)
+
+
+def test_the_same_rise_without_more_load_is_contention() -> None:
+    samples = _samples({
+        "cpu.ctx_switches_involuntary_per_s": (40.0, 230.0),
+        "cpu.psi_some_pct": (2.8, 9.5),
+    })  # fmt: skip
+    found = attribute_run(_degradation(), _stats(backlog_from=30), probe_series(samples))
+    assert found[0].cause == "contention"

@@ -12,8 +12,11 @@ rose past its floor, by at least 30%, and by more than 3 standard deviations of 
 samples. Its strength is its weight times log2 of the ratio (capped at 4), scaled by how
 well its per-second series follows the degraded metric over the run (Pearson r: a probe
 that moves with latency is likelier the cause than one that moved once). A cause's score is
-1 - exp(-sum of strengths). With no resource evidence, a growing backlog (requests sent
-but not answered) names `overload`; otherwise `unexplained`.
+1 - exp(-sum of strengths); causes are ranked by total strength, then by time lost where
+two strong causes share a time ledger (see `causes.order_causes`). When the offered load
+rose at the event and a backlog (requests sent but not answered) grew, the cause is
+`overload`, resource readings that rose with the extra work listed after it; with no
+resource evidence, a growing backlog also names `overload`; otherwise `unexplained`.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from probes import unit_of
-from tracker.analysis.causes import evidence_for
+from tracker.analysis.causes import MIN_SCORE, evidence_for, order_causes
 from tracker.analysis.detect import Degradation, WindowStat
 from tracker.units import format_value
 
@@ -33,12 +36,12 @@ if TYPE_CHECKING:
 
 #: Seconds before an event left out of the steady state.
 ONSET_MARGIN_S = 4
-#: Score a cause needs to be named rather than `unexplained`.
-MIN_SCORE = 0.3
 #: Rise, as a ratio, a probe must show to count (besides its floor and 3 sigma).
 MIN_RATIO = 1.3
 #: Growth of the unanswered queue, as a share of the interval's sends, that means a backlog.
 BACKLOG_SHARE = 0.1
+#: Rise of the offered load (sends per second) at an event that makes it overload first.
+LOAD_RISE = 1.25
 
 ADVICE = {
     "contention": (
@@ -148,6 +151,7 @@ def _finding(
     driver_saturated: bool,
 ) -> Finding:
     strengths: dict[str, float] = {}
+    stalls: dict[tuple[str, str], float] = {}  # (ledger, cause) -> largest rise of time lost
     lines: dict[str, list[tuple[float, str]]] = {}
     for metric in sorted(series):
         rule = evidence_for(metric)
@@ -177,6 +181,9 @@ def _finding(
         strength = rule.weight * min(math.log2(ratio) if b > 0 else 4.0, 4.0)
         strength *= 0.5 + 0.5 * max(corr, 0.0)
         strengths[rule.cause] = strengths.get(rule.cause, 0.0) + strength
+        if rule.stall is not None:
+            key = (rule.stall, rule.cause)
+            stalls[key] = max(stalls.get(key, 0.0), rise)
         unit = unit_of(metric)
         times = f"{ratio:.1f}x" if math.isfinite(ratio) else "from 0"
         now_text, before_text = format_value(a, unit), format_value(b, unit)
@@ -184,10 +191,9 @@ def _finding(
             (strength, f"{rule.label} {now_text} vs {before_text} before ({times}); "
                        f"r={corr:+.2f} with latency [{metric}]")
         )  # fmt: skip
-    # Ranked by total strength: scores saturate near 1, so two strong causes would tie.
+    order, stall_note, stall_share = order_causes(strengths, stalls)
     ranked: list[dict[str, Any]] = [
-        {"cause": c, "score": round(1 - math.exp(-w), 2)}
-        for c, w in sorted(strengths.items(), key=lambda kv: -kv[1])
+        {"cause": c, "score": round(1 - math.exp(-strengths[c]), 2)} for c in order
     ]
     backlog = _backlog(stats, start, end)
     evidence: list[str] = [
@@ -195,11 +201,31 @@ def _finding(
         f"({d.baseline:.4g} -> {d.level:.4g})"
         for d in sorted(event, key=_severity, reverse=True)
     ]
-    if ranked and float(ranked[0]["score"]) >= MIN_SCORE:
+    offered = _offered_rise(stats, start, spans)
+    if offered is not None and backlog >= BACKLOG_SHARE:
+        # More load than the server can take: whatever resource readings rose with it are
+        # the extra work's own, not an anomaly; they stay listed as `also ...`.
+        cause, confidence = "overload", min(0.9, 0.5 + backlog)
+        ranked.insert(0, {"cause": "overload", "score": round(confidence, 2)})
+        evidence.append(
+            f"the offered load rose from {offered[0]:.3g} to {offered[1]:.3g} req/s at "
+            f"{start:.0f} s and the queue of unanswered requests grew by {backlog * 100:.0f}% "
+            "of those sent: more load than the server's capacity"
+        )
+        for other in ranked[1:]:
+            evidence += [
+                f"also {other['cause']}: " + text for _, text in lines[str(other["cause"])][:1]
+            ]
+    elif ranked and float(ranked[0]["score"]) >= MIN_SCORE:
         cause = str(ranked[0]["cause"])
         total = sum(strengths.values())
-        confidence = float(ranked[0]["score"]) * strengths[cause] / total
+        share = strengths[cause] / total
+        if stall_share is not None:  # the order came from time accounting: so does the share
+            share = stall_share
+        confidence = float(ranked[0]["score"]) * share
         evidence += [text for _, text in sorted(lines[cause], key=lambda x: -x[0])]
+        if stall_note:
+            evidence.append(stall_note)
         for other in ranked[1:]:
             evidence += [
                 f"also {other['cause']}: " + text for _, text in lines[str(other["cause"])][:1]
@@ -247,6 +273,33 @@ def _correlation(x: dict[int, float], y: dict[int, float]) -> float:
     sxx = sum((a - mx) ** 2 for a in xs)
     syy = sum((b - my) ** 2 for b in ys)
     return sxy / math.sqrt(sxx * syy) if sxx > 0 and syy > 0 else 0.0
+
+
+def _offered_rise(
+    stats: Sequence[WindowStat], start: float, spans: list[tuple[float, float]]
+) -> tuple[float, float] | None:
+    """(before, during) sends per second when the offered load rose at this event: by at
+    least LOAD_RISE and 3 standard errors (counts are Poisson), against the seconds before
+    it that are outside every event and its onset margin. The drain (no sends after the
+    load) is left out."""
+    last_send = max((st.start_s for st in stats if st.sent > 0), default=None)
+    if last_send is None:
+        return None
+    end = next(b for a, b in spans if a == start)
+    before = [
+        st.sent
+        for st in stats
+        if st.start_s < start - ONSET_MARGIN_S
+        and not any(a - ONSET_MARGIN_S <= st.start_s < b for a, b in spans)
+    ]
+    during = [st.sent for st in stats if start <= st.start_s < min(end, last_send + 1)]
+    if len(before) < 4 or not during:
+        return None
+    r0, r1 = sum(before) / len(before), sum(during) / len(during)
+    se = math.sqrt(r0 / len(before) + r1 / len(during))
+    if r1 < LOAD_RISE * r0 or se <= 0 or (r1 - r0) / se < 3:
+        return None
+    return r0, r1
 
 
 def _backlog(stats: Sequence[WindowStat], start: float, end: float) -> float:
