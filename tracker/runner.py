@@ -275,27 +275,12 @@ class LiveWatch:
         degradations = self._detector.finish()
         if not degradations:
             return []
-        found = attribute_run(
+        return attribute_run(
             degradations,
             self._detector.stats,
             probe_series(samples),
             driver_saturated=driver_saturated,
         )
-        return [
-            FindingRecord(
-                f.start_s,
-                f.end_s,
-                f.metric,
-                f.change_pct,
-                f.cause,
-                f.causes,
-                f.confidence,
-                f.evidence,
-                f.advice,
-                f.flagged_at_s,
-            )
-            for f in found
-        ]
 
 
 def stop_recording(

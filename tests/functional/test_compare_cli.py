@@ -101,7 +101,7 @@ def test_a_a_unchanged_slowdown_regressed_small_shift_not_flagged(tmp_path: Path
 def test_bad_comparisons_fail_with_one_line(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'runs.db'}"
     with running_llm_server(warm_up=False) as server:
-        assert _run(server.url, db, tmp_path).returncode == 0
+        assert _run(server.url, db, tmp_path, duration="2s").returncode == 0
     cases = {
         ("--baseline", "yesterday"): "is not a baseline",
         ("--baseline", "tag:nope"): "no run is tagged 'nope'",

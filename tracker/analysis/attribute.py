@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from probes import unit_of
 from tracker.analysis.causes import MIN_SCORE, evidence_for, order_causes
 from tracker.analysis.detect import Degradation, WindowStat
+from tracker.store.records import FindingRecord
 from tracker.units import format_value
 
 if TYPE_CHECKING:
@@ -42,6 +42,8 @@ MIN_RATIO = 1.3
 BACKLOG_SHARE = 0.1
 #: Rise of the offered load (sends per second) at an event that makes it overload first.
 LOAD_RISE = 1.25
+#: Seconds before an event left out of the offered load's steady state.
+LOAD_MARGIN_S = 1
 
 ADVICE = {
     "contention": (
@@ -69,22 +71,6 @@ ADVICE = {
         "then the network and the server's own dependencies (databases, other services)."
     ),
 }
-
-
-@dataclass(frozen=True)
-class Finding:
-    """A degraded interval with its causes, as stored (see FindingRecord)."""
-
-    start_s: float
-    end_s: float
-    metric: str
-    change_pct: float
-    cause: str
-    causes: list[dict[str, Any]]
-    confidence: float
-    evidence: list[str]
-    advice: str
-    flagged_at_s: float
 
 
 def group(degradations: Sequence[Degradation]) -> list[list[Degradation]]:
@@ -121,7 +107,7 @@ def attribute_run(
     series: dict[str, dict[int, float]],
     *,
     driver_saturated: bool = False,
-) -> list[Finding]:
+) -> list[FindingRecord]:
     """Findings for a run: one per event of overlapping degradations."""
     events = group(degradations)
     spans = [(min(d.start_s for d in e), max(d.end_s for d in e)) for e in events]
@@ -149,7 +135,7 @@ def _finding(
     latency: dict[int, float],
     stats: Sequence[WindowStat],
     driver_saturated: bool,
-) -> Finding:
+) -> FindingRecord:
     strengths: dict[str, float] = {}
     stalls: dict[tuple[str, str], float] = {}  # (ledger, cause) -> largest rise of time lost
     lines: dict[str, list[tuple[float, str]]] = {}
@@ -212,10 +198,7 @@ def _finding(
             f"{start:.0f} s and the queue of unanswered requests grew by {backlog * 100:.0f}% "
             "of those sent: more load than the server's capacity"
         )
-        for other in ranked[1:]:
-            evidence += [
-                f"also {other['cause']}: " + text for _, text in lines[str(other["cause"])][:1]
-            ]
+        evidence += _also(ranked[1:], lines)
     elif ranked and float(ranked[0]["score"]) >= MIN_SCORE:
         cause = str(ranked[0]["cause"])
         total = sum(strengths.values())
@@ -226,10 +209,7 @@ def _finding(
         evidence += [text for _, text in sorted(lines[cause], key=lambda x: -x[0])]
         if stall_note:
             evidence.append(stall_note)
-        for other in ranked[1:]:
-            evidence += [
-                f"also {other['cause']}: " + text for _, text in lines[str(other["cause"])][:1]
-            ]
+        evidence += _also(ranked[1:], lines)
     elif backlog >= BACKLOG_SHARE:
         cause, confidence = "overload", min(0.9, 0.5 + backlog)
         ranked.insert(0, {"cause": "overload", "score": round(confidence, 2)})
@@ -244,7 +224,7 @@ def _finding(
             "the load driver was saturated (schedule or loop lag p99 > 10 ms): part of the "
             "latency may be perfsleuth's own"
         )
-    return Finding(
+    return FindingRecord(
         start_s=round(start, 3),
         end_s=round(end, 3),
         metric=head.metric,
@@ -256,6 +236,15 @@ def _finding(
         advice=ADVICE[cause],
         flagged_at_s=round(min(d.flagged_at_s for d in event), 3),
     )
+
+
+def _also(others: list[dict[str, Any]], lines: dict[str, list[tuple[float, str]]]) -> list[str]:
+    """The strongest evidence line of each cause not named."""
+    return [
+        f"also {c['cause']}: " + max(lines[str(c["cause"])])[1]
+        for c in others
+        if lines.get(str(c["cause"]))
+    ]
 
 
 def describe_change(d: Degradation) -> str:
@@ -280,8 +269,10 @@ def _offered_rise(
 ) -> tuple[float, float] | None:
     """(before, during) sends per second when the offered load rose at this event: by at
     least LOAD_RISE and 3 standard errors (counts are Poisson), against the seconds before
-    it that are outside every event and its onset margin. The drain (no sends after the
-    load) is left out."""
+    it that are outside every event. The margin before an event is one window here, not
+    ONSET_MARGIN_S: the offered load is the driver's own schedule, seen the window it
+    changes, and a short run has few steady windows to spare. The drain (no sends after
+    the load) is left out."""
     last_send = max((st.start_s for st in stats if st.sent > 0), default=None)
     if last_send is None:
         return None
@@ -289,8 +280,8 @@ def _offered_rise(
     before = [
         st.sent
         for st in stats
-        if st.start_s < start - ONSET_MARGIN_S
-        and not any(a - ONSET_MARGIN_S <= st.start_s < b for a, b in spans)
+        if st.start_s < start - LOAD_MARGIN_S
+        and not any(a - LOAD_MARGIN_S <= st.start_s < b for a, b in spans)
     ]
     during = [st.sent for st in stats if start <= st.start_s < min(end, last_send + 1)]
     if len(before) < 4 or not during:
