@@ -128,6 +128,12 @@ def test_disk_writers_outside_the_target_are_io(tmp_path):
             _flags(server.url),
             lambda: fsync_writer(where, writers=2, chunk_bytes=1 << 20, max_s=30),
         )
+    # The io probes of an attached target see the server's own fsync'd writes all along ...
+    probes = doc["probes"]
+    assert probes["proc.io_write_syscalls_per_s"]["mean"] > 50, probes
+    assert probes["proc.io_write_mb_per_s"]["mean"] > 0.2, probes
+    assert probes.get("disk.write_iops", {"mean": 100})["mean"] > 20, probes
+    # ... and name the outside writers' flood as the cause.
     finding = _named(doc)
     assert finding["cause"] == "io", _text(doc)
     assert not any("target write" in e for e in finding["evidence"][:3])  # seen from the host

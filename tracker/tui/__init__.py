@@ -1,0 +1,1 @@
+"""The Textual live, history and compare screens (only this package imports textual)."""
