@@ -59,7 +59,9 @@ gc_log_option = click.option(
     help="The target JVM's GC log (-Xlog:gc:file=FILE), read for GC pauses.",
 )
 no_tui_option = click.option(
-    "--no-tui", is_flag=True, help="Plain progress lines (the default until the TUI lands)."
+    "--no-tui",
+    is_flag=True,
+    help="Plain progress lines instead of the live screen (also when output is not a terminal).",
 )
 json_option = click.option(
     "--json", "json_path", default=None, metavar="FILE", help="Write the run JSON (- for stdout)."
@@ -276,7 +278,14 @@ def demo(
     """Start the example LLM server, load it, inject a fault halfway, show what changed."""
     from tracker import commands
 
-    commands.demo(duration=duration, fault=fault, rate=rate, json_path=json_path, db_url=db_url)
+    commands.demo(
+        duration=duration,
+        fault=fault,
+        rate=rate,
+        json_path=json_path,
+        db_url=db_url,
+        no_tui=no_tui,
+    )
 
 
 @cli.command()

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -23,6 +24,10 @@ from tracker.commands_compare import (
 from tracker.errors import EXIT_REGRESSION, EXIT_RUN_FAILED, UsageError
 from tracker.scenario import Scenario, TargetSpec
 from tracker.scenario.flags import MIN_PROBE_INTERVAL_S, check_workers
+
+if TYPE_CHECKING:
+    from tracker.progress import ProgressView
+    from tracker.runner import RunControl, RunResult
 
 # `run` flags that describe the load; with a scenario file the file says these.
 _LOAD_FLAGS = ("url", "rate", "users", "duration", "warmup", "arrival", "seed", "max_inflight",
@@ -133,7 +138,6 @@ def run(scenario_file: str | None, options: dict[str, Any], given: set[str]) -> 
         stack_probes,
     )
     from tracker.driver.loop import event_loop_name
-    from tracker.progress import ProgressPrinter
     from tracker.report import render_run
     from tracker.runner import execute_run, wait_until_reachable
     from tracker.store import Store
@@ -174,14 +178,19 @@ def run(scenario_file: str | None, options: dict[str, Any], given: set[str]) -> 
                 raise UsageError("--gc-log needs a target: add --attach, --attach-name or --launch")
         except ProbeError as exc:
             raise UsageError(str(exc)) from None
-        result = execute_run(
+        result = run_with_view(
             scenario,
-            store,
-            tag=options.get("tag"),
-            group=options.get("group"),
-            target=target,
-            progress=ProgressPrinter(scenario.load.duration_s),
-            extra_probes=extra,
+            options.get("no_tui", False) or json_path == "-",
+            lambda progress, control: execute_run(
+                scenario,
+                store,
+                tag=options.get("tag"),
+                group=options.get("group"),
+                target=target,
+                progress=progress,
+                extra_probes=extra,
+                control=control,
+            ),
         )
     finally:
         close_probes(extra)
@@ -300,13 +309,46 @@ def attach(
         sys.exit(_EXIT_INTERRUPTED)
 
 
+def run_with_view(
+    scenario: Scenario,
+    plain: bool,
+    execute: Callable[[ProgressView, RunControl | None], RunResult],
+) -> RunResult:
+    """`execute(progress, control)` under the live screen on a terminal, else with plain
+    progress lines (`--no-tui`, `--json -`, or any of stdin / stdout / stderr not a
+    terminal: CI logs, pipes, redirections)."""
+    from tracker.progress import ProgressPrinter
+
+    # Textual draws on stderr and reads keys from stdin: all three must be the terminal.
+    if plain or not all(f.isatty() for f in (sys.stdin, sys.stdout, sys.stderr)):
+        return execute(ProgressPrinter(scenario.load.duration_s), None)
+    from tracker.tui.session import run_live
+    from tracker.tui.state import LiveState
+
+    load = scenario.load
+    label = (
+        f"closed {load.users or 0} users"
+        if load.model == "closed"
+        else f"open {load.rate:g} req/s"
+        if load.rate
+        else "open (staged)"
+    )
+    state = LiveState(scenario.name, scenario.url, load.duration_s, label)
+    return run_live(state, execute)
+
+
 def demo(
-    *, duration: float, fault: str, rate: float, json_path: str | None, db_url: str | None
+    *,
+    duration: float,
+    fault: str,
+    rate: float,
+    json_path: str | None,
+    db_url: str | None,
+    no_tui: bool = False,
 ) -> None:
     """`perfsleuth demo`: example server, streaming load, a fault at half time, before/after."""
     from probes.runtimes import close_probes, stack_probes
     from tracker import demo as demo_mod
-    from tracker.progress import ProgressPrinter
     from tracker.report import render_run
     from tracker.runner import TimedAction, execute_run
     from tracker.store import Store
@@ -333,9 +375,13 @@ def demo(
         err=True,
     )
     try:
-        result = execute_run(
-            scenario, store, tag="demo", target=target, actions=actions,
-            progress=ProgressPrinter(duration), extra_probes=launched.probes,
+        result = run_with_view(
+            scenario,
+            no_tui or json_path == "-",
+            lambda progress, control: execute_run(
+                scenario, store, tag="demo", target=target, actions=actions,
+                progress=progress, extra_probes=launched.probes, control=control,
+            ),
         )  # fmt: skip
     finally:
         target.terminate()

@@ -1,16 +1,25 @@
 """Plain progress lines, one per second of load, for terminals without the TUI and for CI logs.
 
-Used by `tracker.runner` through the `ProgressPrinter` interface; the Textual live view
-will implement the same two methods.
+Used by `tracker.runner` through the `ProgressView` interface, which the Textual live
+view (`tracker.tui.live.LiveFeed`) implements too.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from tracker.metrics import LATENCY, TTFT, Window
 from tracker.units import format_ms
+
+
+class ProgressView(Protocol):
+    """What the runner tells the live view: each closed window with the latest probe
+    readings, and notes. (The live screen also takes `degradation(d)`.)"""
+
+    def window(self, window: Window, probes: dict[str, float]) -> None: ...
+
+    def note(self, message: str) -> None: ...
 
 
 class ProgressPrinter:

@@ -30,7 +30,7 @@ from tracker.driver.workers import WorkerPool
 from tracker.environment import fingerprint
 from tracker.errors import RunFailedError
 from tracker.metrics import Window
-from tracker.progress import ProgressPrinter
+from tracker.progress import ProgressView
 from tracker.scenario import Scenario
 from tracker.slo import ThresholdResult, evaluate
 from tracker.store import FindingRecord, ProfileRecord, SampleRecord, Store
@@ -109,12 +109,14 @@ def execute_run(
     group: str | None = None,
     target: Target | None = None,
     actions: Sequence[TimedAction] = (),
-    progress: ProgressPrinter | None = None,
+    progress: ProgressView | None = None,
     extra_probes: Sequence[Probe] = (),
+    control: RunControl | None = None,
 ) -> RunResult:
     """Run `scenario` against its URL while probing `target`, and store everything.
 
     `extra_probes` run next to the default ones (the target's GC probe, its stacks).
+    `control` lets another thread stop the run (the live screen's `q`), as Ctrl-C does.
 
     Raises:
         RunFailedError: the target was unreachable; the run is stored as `failed`.
@@ -190,7 +192,7 @@ def execute_run(
             def in_flight() -> int:
                 return len(driver.inflight)
 
-        ended = run_loop(_drive(load, in_flight, t0, actions, progress), loop_name)
+        ended = run_loop(_drive(load, in_flight, t0, actions, progress, control), loop_name)
         abandoned = ended.abandoned
         status = "interrupted" if ended.interrupted else "completed"
         for name in ended.exhausted:
@@ -247,11 +249,39 @@ def execute_run(
     return RunResult(run_id, status, document, slo)
 
 
+class RunControl:
+    """Stops a run from another thread, as Ctrl-C does: the first request finishes the
+    run and stores it, a second abandons what is in flight. Thread-safe; a request made
+    before the load starts is applied when it does."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: Callable[[], None] | None = None
+        self._pending = 0
+
+    def request_stop(self) -> None:
+        with self._lock:
+            if self._loop is None or self._stop is None:
+                self._pending += 1
+                return
+            self._loop.call_soon_threadsafe(self._stop)
+
+    def bind(self, loop: asyncio.AbstractEventLoop | None, stop: Callable[[], None] | None) -> None:
+        """Called by the run's loop as the load starts (and with None as it ends)."""
+        with self._lock:
+            self._loop, self._stop = loop, stop
+            pending, self._pending = self._pending, 0
+        if loop is not None and stop is not None:
+            for _ in range(pending):
+                loop.call_soon(stop)
+
+
 class LiveWatch:
     """The degradation detector, fed each window on its own thread (never the driver's
     event loop); a confirmed degradation is announced while the run goes."""
 
-    def __init__(self, progress: ProgressPrinter | None) -> None:
+    def __init__(self, progress: ProgressView | None) -> None:
         self._detector = OnlineDetector()
         self._progress = progress
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="perfsleuth-detect")
@@ -261,6 +291,9 @@ class LiveWatch:
 
     def _step(self, window: Window) -> None:
         for d in self._detector.add(window):
+            flagged = getattr(self._progress, "degradation", None)
+            if flagged is not None:  # the live screen shows it in its findings panel
+                flagged(d)
             if self._progress is not None:
                 self._progress.note(
                     f"degradation: {d.metric.replace('_', ' ')} {describe_change(d)} since "
@@ -339,9 +372,13 @@ async def _drive(
     in_flight: Callable[[], int],
     t0: float,
     actions: Sequence[TimedAction],
-    progress: ProgressPrinter | None,
+    progress: ProgressView | None,
+    control: RunControl | None = None,
 ) -> DriverResult:
-    """Run the driver with signal handling (a second Ctrl-C abandons what is in flight)."""
+    """Run the driver with signal handling (a second Ctrl-C abandons what is in flight).
+
+    Signal handlers need the main thread; on another one (the live screen runs the run
+    in a worker thread) only `control` stops the run."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals_seen: list[int] = []
@@ -356,9 +393,13 @@ async def _drive(
         elif main_task is not None:
             main_task.cancel()
 
-    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    for signum in previous:
-        loop.add_signal_handler(signum, on_signal, signum)
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+        for signum in previous:
+            loop.add_signal_handler(signum, on_signal, signum)
+    if control is not None:
+        control.bind(loop, lambda: on_signal(signal.SIGINT))
 
     async def fire(action: TimedAction) -> None:
         delay = t0 + action.at_s - time.monotonic()
@@ -375,6 +416,8 @@ async def _drive(
         # A second Ctrl-C: what was in flight is abandoned.
         return DriverResult(t0, time.monotonic(), True, in_flight(), ())
     finally:
+        if control is not None:
+            control.bind(None, None)
         for task in side_tasks:
             task.cancel()
         await asyncio.gather(*side_tasks, return_exceptions=True)

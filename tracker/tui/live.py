@@ -90,11 +90,19 @@ class LiveApp(App[None]):
         Binding("question_mark", "help", "Keys"),
     ]
 
-    def __init__(self, state: LiveState, on_quit: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        state: LiveState,
+        on_quit: Callable[[], None] | None = None,
+        on_ready: Callable[[], None] | None = None,
+    ) -> None:
+        """`on_quit`: ask the run to stop (from `q`); `on_ready`: start feeding (called
+        once the app runs: `post_message` from another thread is only safe from then on)."""
         super().__init__()
         self.state = state
         self.paused = False
         self._on_quit = on_quit
+        self._on_ready = on_ready
         self._quitting = False
 
     def compose(self) -> ComposeResult:
@@ -111,6 +119,8 @@ class LiveApp(App[None]):
 
     def on_mount(self) -> None:
         self._redraw()
+        if self._on_ready is not None:
+            self._on_ready()
 
     # -- messages from the run's thread ------------------------------------------------
 
