@@ -94,7 +94,13 @@ def test_demo_on_a_terminal_shows_the_screen_and_q_keeps_the_run(tmp_path: Path)
         print(f"q to exit: {took:.2f} s")
     finally:
         if proc.poll() is None:
-            proc.kill()
+            # SIGTERM, not SIGKILL: the demo then stops the example server it launched (in
+            # a session of its own, a kill of the demo would leave it and its fault running).
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         proc.wait(timeout=10)
         os.close(main)
     text = screen.decode(errors="replace")
