@@ -64,7 +64,13 @@ def test_a_a_unchanged_slowdown_regressed_small_shift_not_flagged(tmp_path: Path
 
         assert _run(server.url, db, tmp_path).returncode == 0  # run 3: A/A
         code, aa = _compare(db, tmp_path, "3", "--baseline", "2")
-        assert (code, aa["verdict"]) == (0, "unchanged"), _verdicts(aa)
+        # No false alarm: exit 0 and nothing regressed. (A p90 from ~40 requests past it
+        # moved by 12-15% between identical runs on a busy 2-core machine, so "improved" or
+        # "inconclusive" on one percentile is noise the gate rightly lets through.)
+        assert code == 0 and aa["verdict"] != "regressed", _verdicts(aa)
+        assert all(
+            m["verdict"] == "unchanged" for m in aa["metrics"] if m["name"] == "latency_ms.p50"
+        ), _verdicts(aa)
         assert aa["baseline"] == {"spec": "2", "run_ids": [2]}
 
         _slowdown(server.url, 1.02)

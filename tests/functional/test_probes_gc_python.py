@@ -222,8 +222,9 @@ def assert_pause_ms_close(
     probe_ms: float, own_ms: float, collections: int, rel: float = 0.002
 ) -> None:
     # The spans differ by the script's own callback work: under a µs per collection,
-    # a few µs right after a full collection has chilled the caches.
-    assert probe_ms == pytest.approx(own_ms, rel=rel, abs=0.002 * collections)
+    # a few µs right after a full collection has chilled the caches; and on a busy
+    # machine one preemption between the two callbacks (~0.1 ms seen) anywhere in the run.
+    assert probe_ms == pytest.approx(own_ms, rel=rel, abs=0.002 * collections + 0.3)
 
 
 def test_pauses_match_what_the_process_measured_itself(probe, launch):
