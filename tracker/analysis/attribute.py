@@ -147,11 +147,12 @@ def _finding(
         # The steady state leaves out a margin before each event: a cause can start a few
         # seconds before the detector's rolling view shows it (and must not be its own
         # baseline).
-        before = [
-            v
-            for t, v in per_second.items()
-            if not any(a - ONSET_MARGIN_S <= t < b for a, b in spans)
-        ]
+        before = _steady(per_second, spans, ONSET_MARGIN_S)
+        if len(before) < 4:
+            # A short run (a fault 7 s in) leaves too few seconds outside the margin: judge
+            # against the seconds up to the one before the event rather than not at all,
+            # which would read as "no resource probe moved".
+            before = _steady(per_second, spans, 1)
         now = [v for t, v in per_second.items() if start <= t < end]
         if len(before) < 4 or not now:
             continue
@@ -236,6 +237,13 @@ def _finding(
         advice=ADVICE[cause],
         flagged_at_s=round(min(d.flagged_at_s for d in event), 3),
     )
+
+
+def _steady(
+    per_second: dict[int, float], spans: list[tuple[float, float]], margin: float
+) -> list[float]:
+    """A probe's seconds outside every event and the `margin` seconds before each."""
+    return [v for t, v in per_second.items() if not any(a - margin <= t < b for a, b in spans)]
 
 
 def _also(others: list[dict[str, Any]], lines: dict[str, list[tuple[float, str]]]) -> list[str]:
