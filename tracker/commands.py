@@ -318,9 +318,9 @@ def run_with_view(
     progress lines (`--no-tui`, `--json -`, or any of stdin / stdout / stderr not a
     terminal: CI logs, pipes, redirections)."""
     from tracker.progress import ProgressPrinter
+    from tracker.terminal import interactive
 
-    # Textual draws on stderr and reads keys from stdin: all three must be the terminal.
-    if plain or not all(f.isatty() for f in (sys.stdin, sys.stdout, sys.stderr)):
+    if plain or not interactive():
         return execute(ProgressPrinter(scenario.load.duration_s), None)
     from tracker.tui.session import run_live
     from tracker.tui.state import LiveState
