@@ -106,6 +106,7 @@ def launch_with_gc_probes(
     gc_log: str | None = None,
     stderr_sink: IO[bytes] | None = None,
     interval_s: float = 0.25,
+    output: IO[bytes] | None = None,
 ) -> Launch:
     """Launch `argv` with what its runtime needs for GC pauses to be measured.
 
@@ -115,6 +116,9 @@ def launch_with_gc_probes(
         stderr_sink: Where a Go program's stderr goes on to, unchanged (it passes
             through perfsleuth to be read); None drops it.
         interval_s: The sampling interval (jstat polls at the same pace).
+        output: Where the command's stdout and stderr go instead of the terminal (e.g. a
+            log file while a full-screen view owns the terminal); it also replaces
+            ``stderr_sink``.
 
     Raises:
         ProbeError: the command cannot be started.
@@ -133,7 +137,7 @@ def launch_with_gc_probes(
         env["GODEBUG"] = _with_gctrace(dict(os.environ))
         read_end, write_end = os.pipe()
     try:
-        target = Target.launch(argv, env=env, stderr=write_end if go else None)
+        target = Target.launch(argv, env=env, stdout=output, stderr=write_end if go else output)
     except BaseException:
         close_probes(probes)
         if go:
@@ -143,7 +147,7 @@ def launch_with_gc_probes(
         if go:
             os.close(write_end)  # the child holds its copy; EOF comes when it exits
     if go:
-        sink = stderr_sink
+        sink = output if output is not None else stderr_sink
         if sink is not None and quiet:
             sink = cast(IO[bytes], WithoutGctrace(sink))
         probes.append(GoGcProbe.from_stream(os.fdopen(read_end, "rb"), sink=sink))

@@ -11,10 +11,13 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Protocol
 
 from probes import Probe, ProbeSample, Sampler, Target, default_probes
+from probes.stacks_profile import FunctionTime
 from tracker.environment import fingerprint
 from tracker.runner import (
+    RunControl,
     RunResult,
     interrupts_deferred,
     stop_recording,
@@ -24,6 +27,16 @@ from tracker.runner import (
 from tracker.store import SampleRecord, Store
 from tracker.store.writer import StoreWriter
 from tracker.summary import run_document
+
+
+class AttachView(Protocol):
+    """The live screen's side of an attach (`tracker.tui.live.LiveFeed`)."""
+
+    def probes(self, t_s: float, probes: dict[str, float]) -> None: ...
+
+    def note(self, message: str) -> None: ...
+
+    def stacks(self, end_s: float, duration_s: float, top: list[FunctionTime]) -> None: ...
 
 
 class AttachProgress:
@@ -61,12 +74,16 @@ def execute_attach(
     tag: str | None = None,
     echo: bool = True,
     extra_probes: Sequence[Probe] = (),
+    view: AttachView | None = None,
+    control: RunControl | None = None,
 ) -> RunResult:
     """Sample `target` for `duration_s` (until Ctrl-C when None) and store the run.
 
-    Ctrl-C / SIGTERM (as KeyboardInterrupt) end it early as `interrupted`; the target
-    dying ends nothing — host metrics go on — but the run is then `failed` with the
-    reason, as `run` does.
+    Ctrl-C / SIGTERM (as KeyboardInterrupt), or a stop request through `control` (the live
+    screen's `q`), end it early: `interrupted` with a duration, `completed` without one
+    (that is how an open-ended attach ends). The target dying ends nothing — host metrics
+    go on — but the run is then `failed` with the reason, as `run` does. With `view`, the
+    readings go to the live screen instead of plain lines.
     """
     import click
 
@@ -90,12 +107,17 @@ def execute_attach(
     def on_sample(sample: ProbeSample) -> None:
         t_s = sample.t_mono - started
         writer.add_sample(SampleRecord(t_s, sample.metrics, sample.target_alive, sample.note))
-        line = progress.sample(t_s, sample.metrics)
-        if echo and line is not None:
-            click.echo(line, err=True)
-        if echo and sample.note:
-            click.echo(f"  » {sample.note}", err=True)
-        store_profiles(extra_probes, started, writer)
+        if view is not None:
+            view.probes(t_s, sample.metrics)
+            if sample.note:
+                view.note(sample.note)
+        else:
+            line = progress.sample(t_s, sample.metrics)
+            if echo and line is not None:
+                click.echo(line, err=True)
+            if echo and sample.note:
+                click.echo(f"  » {sample.note}", err=True)
+        store_profiles(extra_probes, started, writer, view)
 
     sampler = Sampler(
         target, interval_s, on_sample=on_sample, probes=[*default_probes(), *extra_probes]
@@ -103,23 +125,29 @@ def execute_attach(
     status = "failed"
     error: str | None = None
     done = threading.Event()
+    if control is not None:
+        control.bind(done.set)
     try:
         sampler.start()
         try:
-            done.wait(duration_s)  # Ctrl-C / SIGTERM interrupt this wait
+            stopped = done.wait(duration_s)  # Ctrl-C / SIGTERM interrupt this wait
         except KeyboardInterrupt:
             if duration_s is not None:
                 raise
             # Without --duration, Ctrl-C is how an attach session ends: not an interruption.
-        status = "completed"
-        if not target.alive:
+            stopped = False
+        # Stopped from the live screen: early when a duration was asked for.
+        status = "interrupted" if stopped and duration_s is not None else "completed"
+        if not target.alive and status == "completed":
             status = "failed"
             error = f"the target process died during the run ({target.death_reason})"
     except KeyboardInterrupt:
         status = "interrupted"
     finally:
+        if control is not None:
+            control.bind(None)
         with interrupts_deferred():
-            error = stop_recording(sampler, writer, extra_probes, started, error)
+            error = stop_recording(sampler, writer, extra_probes, started, error, view)
             run = replace(
                 store.get_run(run_id),
                 status=status,

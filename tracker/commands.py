@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
@@ -153,14 +154,18 @@ def run(scenario_file: str | None, options: dict[str, Any], given: set[str]) -> 
     spec = scenario.target
     gc_log = options.get("gc_log")
     interval = scenario.probe_interval_s
+    tui = wants_tui(options.get("no_tui", False) or json_path == "-")
+    log = None
     try:
         try:
             if spec is not None and spec.launch is not None:
+                log = target_log(tui)
                 launched = launch_with_gc_probes(
                     list(spec.launch),
                     gc_log=gc_log,
                     stderr_sink=_stderr_sink(),
                     interval_s=interval,
+                    output=log,
                 )
                 target = launched.target
                 extra.extend(launched.probes)
@@ -180,7 +185,7 @@ def run(scenario_file: str | None, options: dict[str, Any], given: set[str]) -> 
             raise UsageError(str(exc)) from None
         result = run_with_view(
             scenario,
-            options.get("no_tui", False) or json_path == "-",
+            tui,
             lambda progress, control: execute_run(
                 scenario,
                 store,
@@ -191,6 +196,7 @@ def run(scenario_file: str | None, options: dict[str, Any], given: set[str]) -> 
                 extra_probes=extra,
                 control=control,
             ),
+            notes=[f"the launched command's output goes to {log.name}"] if log else [],
         )
     finally:
         close_probes(extra)
@@ -198,6 +204,9 @@ def run(scenario_file: str | None, options: dict[str, Any], given: set[str]) -> 
         # them), so they are stopped here on every way out.
         if target is not None and target.owned:
             target.terminate()
+        if log is not None:
+            log.close()
+            click.echo(f"the launched command's output is in {log.name}", err=True)
     # With `--json -` stdout carries the JSON alone, so the summary goes to stderr.
     click.echo(render_run(result.document), err=json_path == "-")
     comparison = None
@@ -262,6 +271,7 @@ def attach(
     tag: str | None,
     db_url: str | None,
     gc_log: str | None = None,
+    no_tui: bool = False,
 ) -> None:
     """`perfsleuth attach`: probes only; exit codes as for `run`."""
     from probes import ProbeError, Target
@@ -289,14 +299,32 @@ def attach(
         raise UsageError(str(exc)) from None
     try:
         store = Store.open(db_url)
-        result = execute_attach(
-            target,
-            store,
-            duration_s=duration,
-            interval_s=probe_interval,
-            tag=tag,
-            extra_probes=extra,
-        )
+
+        def plain() -> RunResult:
+            return execute_attach(
+                target, store, duration_s=duration, interval_s=probe_interval, tag=tag,
+                extra_probes=extra,
+            )  # fmt: skip
+
+        if wants_tui(no_tui or json_path == "-"):
+            from tracker.attach import target_name
+            from tracker.tui.session import run_live
+            from tracker.tui.state import LiveState
+
+            state = LiveState(
+                f"attach {target_name(target)}", f"pid {target.pid}", duration or 0.0,
+                "probes only, no load",
+            )  # fmt: skip
+            result = run_live(
+                state,
+                lambda feed, control: execute_attach(
+                    target, store, duration_s=duration, interval_s=probe_interval, tag=tag,
+                    extra_probes=extra, view=feed, control=control,
+                ),
+                plain=plain,
+            )  # fmt: skip
+        else:
+            result = plain()
     finally:
         close_probes(extra)
     click.echo(render_run(result.document), err=json_path == "-")
@@ -309,19 +337,38 @@ def attach(
         sys.exit(_EXIT_INTERRUPTED)
 
 
-def run_with_view(
-    scenario: Scenario,
-    plain: bool,
-    execute: Callable[[ProgressView, RunControl | None], RunResult],
-) -> RunResult:
-    """`execute(progress, control)` under the live screen on a terminal, else with plain
-    progress lines (`--no-tui`, `--json -`, or any of stdin / stdout / stderr not a
-    terminal: CI logs, pipes, redirections)."""
-    from tracker.progress import ProgressPrinter
+def wants_tui(plain: bool) -> bool:
+    """The live screen, unless asked for plain lines (`--no-tui`, `--json -`) or any of
+    stdin / stdout / stderr is not a terminal (CI logs, pipes, redirections)."""
     from tracker.terminal import interactive
 
-    if plain or not interactive():
+    return not plain and interactive()
+
+
+def target_log(tui: bool) -> IO[bytes] | None:
+    """Where a launched command's output goes: a log file under the live screen (it would
+    scribble over it), else (None) the terminal, as before."""
+    if not tui:
+        return None
+    # Closed by the caller once the run (and the command) ended.
+    return tempfile.NamedTemporaryFile(prefix="perfsleuth-target-", suffix=".log", delete=False)
+
+
+def run_with_view(
+    scenario: Scenario,
+    tui: bool,
+    execute: Callable[[ProgressView, RunControl | None], RunResult],
+    notes: Sequence[str] = (),
+) -> RunResult:
+    """`execute(progress, control)` under the live screen (`tui`), else with plain progress
+    lines; `notes` open the screen's note line."""
+    from tracker.progress import ProgressPrinter
+
+    def plain() -> RunResult:
         return execute(ProgressPrinter(scenario.load.duration_s), None)
+
+    if not tui:
+        return plain()
     from tracker.tui.session import run_live
     from tracker.tui.state import LiveState
 
@@ -334,7 +381,9 @@ def run_with_view(
         else "open (staged)"
     )
     state = LiveState(scenario.name, scenario.url, load.duration_s, label)
-    return run_live(state, execute)
+    for note in notes:
+        state.add_note(note)
+    return run_live(state, execute, plain=plain)
 
 
 def demo(
@@ -361,7 +410,14 @@ def demo(
     store = Store.open(db_url)
     port = demo_mod.free_port()
     click.echo(f"starting the example LLM server on http://127.0.0.1:{port} ...", err=True)
-    launched = demo_mod.start_server(port)
+    tui = wants_tui(no_tui or json_path == "-")
+    log = target_log(tui)
+    try:
+        launched = demo_mod.start_server(port, output=log)
+    except BaseException:
+        if log is not None:
+            log.close()
+        raise
     target = launched.target
     launched.probes.extend(stack_probes(target, launched=True))
     split = duration / 2
@@ -377,15 +433,18 @@ def demo(
     try:
         result = run_with_view(
             scenario,
-            no_tui or json_path == "-",
+            tui,
             lambda progress, control: execute_run(
                 scenario, store, tag="demo", target=target, actions=actions,
                 progress=progress, extra_probes=launched.probes, control=control,
             ),
+            notes=[f"the example server's output goes to {log.name}"] if log else [],
         )  # fmt: skip
     finally:
         target.terminate()
         close_probes(launched.probes)
+        if log is not None:
+            log.close()
     click.echo(render_run(result.document), err=json_path == "-")
     labels = ("before fault", "fault on") if fault != "none" else ("first half", "second half")
     parts = demo_mod.phases(

@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 import httpx
 
@@ -38,10 +38,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(port: int, timeout_s: float = 30.0) -> Launch:
-    """Launch the example server (with the GC agent) and wait until /health answers."""
+def start_server(port: int, timeout_s: float = 30.0, output: IO[bytes] | None = None) -> Launch:
+    """Launch the example server (with the GC agent) and wait until /health answers;
+    its output goes to `output`, or to the terminal when None."""
     argv = [sys.executable, str(example_server_path()), "--host", "127.0.0.1", "--port", str(port)]
-    launched = launch_with_gc_probes(argv)
+    launched = launch_with_gc_probes(argv, output=output)
     target = launched.target
     url = f"http://127.0.0.1:{port}/health"
     deadline = time.monotonic() + timeout_s

@@ -9,17 +9,29 @@ from __future__ import annotations
 import sys
 from typing import Protocol, TextIO
 
+from probes.stacks_profile import FunctionTime
+from tracker.analysis.attribute import headline
 from tracker.metrics import LATENCY, TTFT, Window
+from tracker.store.records import FindingRecord
 from tracker.units import format_ms
 
 
-class ProgressView(Protocol):
-    """What the runner tells the live view: each closed window with the latest probe
-    readings, and notes. (The live screen also takes `degradation(d)`.)"""
+class StacksView(Protocol):
+    """Takes the target's top functions, per stack window (the live screen's stack panel)."""
+
+    def stacks(self, end_s: float, duration_s: float, top: list[FunctionTime]) -> None: ...
+
+
+class ProgressView(StacksView, Protocol):
+    """What the runner tells the live view, from the run's threads: each closed window with
+    the latest probe readings, notes, each degradation's finding as it is flagged (and
+    again as its attribution firms up), and the target's top functions per stack window."""
 
     def window(self, window: Window, probes: dict[str, float]) -> None: ...
 
     def note(self, message: str) -> None: ...
+
+    def finding(self, finding: FindingRecord) -> None: ...
 
 
 class ProgressPrinter:
@@ -28,6 +40,7 @@ class ProgressPrinter:
     def __init__(self, total_s: float, stream: TextIO | None = None) -> None:
         self._total = total_s
         self._stream = stream if stream is not None else sys.stderr
+        self._causes: dict[float | None, str] = {}
 
     def window(self, window: Window, probes: dict[str, float]) -> None:
         end = window.start_s + window.duration_s
@@ -58,6 +71,17 @@ class ProgressPrinter:
 
     def note(self, message: str) -> None:
         self._print(f"  » {message}")
+
+    def finding(self, finding: FindingRecord) -> None:
+        # Re-attributed every few seconds while it lasts: a line only when the cause changes.
+        key = finding.flagged_at_s
+        if self._causes.get(key) == finding.cause:
+            return
+        self._causes[key] = finding.cause
+        self.note(f"degradation: {headline(finding)}")
+
+    def stacks(self, end_s: float, duration_s: float, top: list[FunctionTime]) -> None:
+        """Not printed: a line per second is all a log takes (`show` lists them)."""
 
     def _print(self, line: str) -> None:
         print(line, file=self._stream, flush=True)

@@ -8,11 +8,12 @@ row finished and its windows and samples flushed.
 from __future__ import annotations
 
 import asyncio
+import math
 import signal
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -20,7 +21,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from probes import Probe, ProbeSample, Sampler, Target, default_probes
-from tracker.analysis.attribute import attribute_run, describe_change, probe_series
+from probes.stacks_profile import top_functions
+from tracker.analysis.attribute import ProbeSeries, attribute_run
 from tracker.analysis.detect import OnlineDetector
 from tracker.comparing import estimates_for_summary
 from tracker.driver.engine import Driver, DriverResult
@@ -30,7 +32,7 @@ from tracker.driver.workers import WorkerPool
 from tracker.environment import fingerprint
 from tracker.errors import RunFailedError
 from tracker.metrics import Window
-from tracker.progress import ProgressView
+from tracker.progress import ProgressView, StacksView
 from tracker.scenario import Scenario
 from tracker.slo import ThresholdResult, evaluate
 from tracker.store import FindingRecord, ProfileRecord, SampleRecord, Store
@@ -156,10 +158,12 @@ def execute_run(
 
         def on_sample(sample: ProbeSample) -> None:
             live.update(sample)
-            sink.add_sample(
-                SampleRecord(sample.t_mono - t0, sample.metrics, sample.target_alive, sample.note)
+            record = SampleRecord(
+                sample.t_mono - t0, sample.metrics, sample.target_alive, sample.note
             )
-            store_profiles(extra_probes, t0, sink)
+            sink.add_sample(record)
+            watcher.add_sample(record)
+            store_profiles(extra_probes, t0, sink, progress)
 
         def on_window(window: Window) -> None:
             sink.add_window(window)
@@ -215,7 +219,7 @@ def execute_run(
         with interrupts_deferred():
             if pool is not None:
                 pool.close()
-            error = stop_recording(sampler, writer, extra_probes, t0, error)
+            error = stop_recording(sampler, writer, extra_probes, t0, error, progress)
             run = replace(
                 store.get_run(run_id),
                 status=status,
@@ -231,9 +235,7 @@ def execute_run(
                 (),
                 store.iter_profiles(run_id),
             )
-            findings = watcher.findings(
-                store.iter_samples(run_id), driver_saturated=document["driver"]["saturated"]
-            )
+            findings = watcher.findings(driver_saturated=document["driver"]["saturated"])
             store.replace_findings(run_id, findings)
             document["findings"] = [f.to_json() for f in findings]
             slo = evaluate(scenario.thresholds, document)
@@ -252,7 +254,7 @@ def execute_run(
 class RunControl:
     """Stops a run from another thread, as Ctrl-C does: the first request finishes the
     run and stores it, a second abandons what is in flight. Thread-safe; a request made
-    before the load starts is applied when it does."""
+    before the run can take it is applied when it does."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -262,47 +264,75 @@ class RunControl:
 
     def request_stop(self) -> None:
         with self._lock:
-            if self._loop is None or self._stop is None:
+            if self._stop is None:
                 self._pending += 1
                 return
-            self._loop.call_soon_threadsafe(self._stop)
+            if self._loop is None:
+                self._stop()
+            else:
+                self._loop.call_soon_threadsafe(self._stop)
 
-    def bind(self, loop: asyncio.AbstractEventLoop | None, stop: Callable[[], None] | None) -> None:
-        """Called by the run's loop as the load starts (and with None as it ends)."""
+    def bind(
+        self, stop: Callable[[], None] | None, loop: asyncio.AbstractEventLoop | None = None
+    ) -> None:
+        """Called as the run starts (and with None as it ends). `stop` runs on `loop` when
+        one is given (the driver's), else in the requesting thread (it must be thread-safe,
+        e.g. `threading.Event.set`)."""
         with self._lock:
             self._loop, self._stop = loop, stop
             pending, self._pending = self._pending, 0
-        if loop is not None and stop is not None:
-            for _ in range(pending):
+        if stop is None:
+            return
+        for _ in range(pending):
+            if loop is None:
+                stop()
+            else:
                 loop.call_soon(stop)
 
 
 class LiveWatch:
-    """The degradation detector, fed each window on its own thread (never the driver's
-    event loop); a confirmed degradation is announced while the run goes."""
+    """The degradation detector, fed each window and probe sample on its own thread (never
+    the driver's event loop). While the run goes, each degradation is attributed as it is
+    flagged, and again every `REATTRIBUTE_S` while it lasts (its evidence grows), and
+    handed to the live view; at the end the whole run is attributed for the store."""
+
+    #: Seconds between two attributions of an open degradation.
+    REATTRIBUTE_S = 5.0
 
     def __init__(self, progress: ProgressView | None) -> None:
         self._detector = OnlineDetector()
+        self._series = ProbeSeries()
         self._progress = progress
+        self._attributed_at = -math.inf
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="perfsleuth-detect")
 
     def add(self, window: Window) -> None:
         self._pool.submit(self._step, window)
 
-    def _step(self, window: Window) -> None:
-        for d in self._detector.add(window):
-            flagged = getattr(self._progress, "degradation", None)
-            if flagged is not None:  # the live screen shows it in its findings panel
-                flagged(d)
-            if self._progress is not None:
-                self._progress.note(
-                    f"degradation: {d.metric.replace('_', ' ')} {describe_change(d)} since "
-                    f"{d.start_s:.0f}s (steady {d.baseline:.4g}, now {d.level:.4g})"
-                )
+    def add_sample(self, sample: SampleRecord) -> None:
+        self._pool.submit(self._series.add, sample)
 
-    def findings(
-        self, samples: Iterable[SampleRecord], *, driver_saturated: bool
-    ) -> list[FindingRecord]:
+    def _step(self, window: Window) -> None:
+        flagged = self._detector.add(window)
+        now = window.start_s + window.duration_s
+        if self._progress is None or (
+            not flagged and now - self._attributed_at < self.REATTRIBUTE_S
+        ):
+            return
+        ongoing = self._detector.open_now()
+        if not ongoing:
+            return
+        self._attributed_at = now
+        # Closed events stay in: they are left out of the steady state the open ones are
+        # judged against.
+        findings = attribute_run(
+            [*self._detector.closed, *ongoing], self._detector.stats, self._series.means()
+        )
+        for finding in findings:
+            if finding.end_s >= now:
+                self._progress.finding(finding)
+
+    def findings(self, *, driver_saturated: bool) -> list[FindingRecord]:
         """Close the detector and attribute each degraded interval."""
         self._pool.shutdown(wait=True)
         degradations = self._detector.finish()
@@ -311,7 +341,7 @@ class LiveWatch:
         return attribute_run(
             degradations,
             self._detector.stats,
-            probe_series(samples),
+            self._series.means(),
             driver_saturated=driver_saturated,
         )
 
@@ -322,28 +352,38 @@ def stop_recording(
     probes: Sequence[Probe],
     t0: float,
     error: str | None,
+    view: StacksView | None = None,
 ) -> str | None:
     """Stop sampling and flush everything to the store; the run's error, storage included."""
     if sampler is not None:
         sampler.stop()
     if writer is None:
         return error
-    store_profiles(probes, t0, writer)  # the windows the last tick did not collect
+    store_profiles(probes, t0, writer, view)  # the windows the last tick did not collect
     writer.close()
     if writer.error is not None and error is None:
         return f"some results could not be stored: {writer.error}"
     return error
 
 
-def store_profiles(probes: Sequence[Probe], t0: float, writer: StoreWriter) -> None:
-    """Hand the stack windows the probes completed since the last call to the store."""
+def store_profiles(
+    probes: Sequence[Probe], t0: float, writer: StoreWriter, view: StacksView | None = None
+) -> None:
+    """Hand the stack windows the probes completed since the last call to the store (and
+    the newest one's top functions to the live view)."""
     for probe in probes:
         take = getattr(probe, "take_windows", None)
         if take is None:
             continue
-        for w in take():
+        windows = take()
+        for w in windows:
             writer.add_profile(
                 ProfileRecord(w.start_mono - t0, w.end_mono - w.start_mono, w.samples, w.stacks)
+            )
+        if view is not None and windows:
+            last = windows[-1]
+            view.stacks(
+                last.end_mono - t0, last.end_mono - last.start_mono, top_functions(last.stacks, 8)
             )
 
 
@@ -399,7 +439,7 @@ async def _drive(
         for signum in previous:
             loop.add_signal_handler(signum, on_signal, signum)
     if control is not None:
-        control.bind(loop, lambda: on_signal(signal.SIGINT))
+        control.bind(lambda: on_signal(signal.SIGINT), loop)
 
     async def fire(action: TimedAction) -> None:
         delay = t0 + action.at_s - time.monotonic()
@@ -417,7 +457,7 @@ async def _drive(
         return DriverResult(t0, time.monotonic(), True, in_flight(), ())
     finally:
         if control is not None:
-            control.bind(None, None)
+            control.bind(None)
         for task in side_tasks:
             task.cancel()
         await asyncio.gather(*side_tasks, return_exceptions=True)

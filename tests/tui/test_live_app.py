@@ -9,11 +9,14 @@ import threading
 from collections.abc import Awaitable, Callable
 
 from textual.pilot import Pilot
-from textual.widgets import Sparkline, Static
+from textual.widgets import OptionList, Static
 
-from tracker.analysis.detect import Degradation
+from probes.stacks_profile import FunctionTime
 from tracker.metrics import LATENCY, SCHEDULE_LAG, TTFT, Histogram, Window
-from tracker.tui.live import Chart, LiveApp, LiveFeed
+from tracker.store.records import FindingRecord
+from tracker.tui.chart import LineChart
+from tracker.tui.finding_screen import FindingScreen
+from tracker.tui.live import LiveApp, LiveFeed
 from tracker.tui.state import LiveState
 
 
@@ -69,25 +72,78 @@ def test_windows_from_the_run_thread_fill_the_charts_and_header() -> None:
         header = _text(app, "#header")
         assert "demo: streaming" in header and "6s / 20s" in header
         assert "driver lag p99 2" in header
-        latency = app.query_one("#chart-latency_p50", Chart)
-        assert len(latency.query_one(Sparkline).data or []) == 6
-        assert "800" in str(latency.query_one(Static).render())
-        assert app.query_one("#chart-ttft_p50").display  # a streamed run shows TTFT
-        gpu = app.query_one("#probe-7", Chart)  # GPU util: no GPU here
-        assert "no GPU" in str(gpu.query_one(Static).render())
+        latency = app.query_one("#chart-latency", LineChart)
+        assert [s.label for s in latency.series] == ["p50", "p99"]
+        assert len(latency.series[0].points) == 6
+        assert "p50 800" in latency.title
+        assert app.query_one("#chart-ttft").display  # a streamed run shows TTFT
+        gpu = app.query_one("#probe-7", LineChart)  # GPU util: no GPU here
+        assert "no GPU" in gpu.title
+        switches = app.query_one("#probe-0", LineChart)
+        assert "120 /s" in switches.title and len(switches.series[0].points) == 6
 
     _drive(app, (120, 40), body)
 
 
-def test_a_flagged_degradation_appears_with_a_notification() -> None:
+def _finding(cause: str, confidence: float) -> FindingRecord:
+    return FindingRecord(
+        start_s=5.0, end_s=10.0, metric="latency_p50", change_pct=100.0, cause=cause,
+        causes=[{"cause": cause, "score": confidence}], confidence=confidence,
+        evidence=[
+            "latency p50 +100% from 5 s (800 -> 1600)",
+            "involuntary switches 900/s vs 40/s before (22x); r=+0.91 with latency "
+            "[cpu.ctx_switches_involuntary_per_s]",
+        ],
+        advice="CPU contention: threads wait for a CPU.", flagged_at_s=8.0,
+    )  # fmt: skip
+
+
+def test_a_finding_appears_with_its_cause_highlights_charts_and_opens() -> None:
     app = _app()
 
     async def body(pilot: Pilot[None]) -> None:
         _feed_from_a_thread(app, 10, slow_from=5)
-        LiveFeed(app).degradation(Degradation("latency_p50", 5.0, 10.0, 800.0, 1600.0, 100.0, 8.0))
+        LiveFeed(app).finding(_finding("unexplained", 0.0))
         await pilot.pause()
-        assert "latency p50 +100% since 5s" in _text(app, "#findings")
+        findings = app.query_one("#findings", OptionList)
+        assert "latency p50 +100% since 5s: cause not clear yet" in str(
+            findings.get_option_at_index(0).prompt
+        )
         assert any("latency p50 +100%" in n.message for n in app._notifications)
+        LiveFeed(app).finding(_finding("contention", 0.84))  # firmer, the same event
+        await pilot.pause()
+        assert findings.option_count == 1
+        assert "contention (confidence 0.84)" in str(findings.get_option_at_index(0).prompt)
+        assert len(app._notifications) == 1  # one toast per event, not per re-attribution
+        latency = app.query_one("#chart-latency", LineChart)
+        assert latency.highlighted and latency.marks and latency.marks[0].start == 5.0
+        assert app.query_one("#probe-0", LineChart).highlighted  # the evidence's panel
+        assert not app.query_one("#probe-4", LineChart).highlighted
+        await pilot.press("o")
+        await pilot.pause()
+        assert isinstance(app.screen, FindingScreen)
+        text = str(app.screen.query_one("#finding-text", Static).render())
+        assert "involuntary switches 900/s" in text and "CPU contention" in text
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, FindingScreen)
+
+    _drive(app, (120, 40), body)
+
+
+def test_the_stack_panel_shows_the_newest_window_s_top_functions() -> None:
+    app = _app()
+
+    async def body(pilot: Pilot[None]) -> None:
+        assert "no stack samples" in _text(app, "#stacks")
+        top = [
+            FunctionTime("burn (llm_server.py)", 60, 60, 60.0, 60.0),
+            FunctionTime("stream (llm_server.py)", 0, 90, 0.0, 90.0),
+        ]
+        LiveFeed(app).stacks(12.0, 1.0, top)
+        await pilot.pause()
+        text = _text(app, "#stacks")
+        assert "60.0%  burn (llm_server.py)" in text and "stream" not in text  # self time
 
     _drive(app, (120, 40), body)
 
@@ -137,7 +193,7 @@ def test_at_80x24_the_probe_column_collapses_and_s_brings_it_back() -> None:
         _feed_from_a_thread(app, 3)
         await pilot.pause()
         assert not app.query_one("#probes").display
-        assert app.query_one("#chart-latency_p50").display
+        assert app.query_one("#chart-latency").display
         await pilot.press("s")
         assert app.query_one("#probes").display
 

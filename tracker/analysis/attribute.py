@@ -22,6 +22,7 @@ resource evidence, a growing backlog also names `overload`; otherwise `unexplain
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -84,21 +85,35 @@ def group(degradations: Sequence[Degradation]) -> list[list[Degradation]]:
     return events
 
 
-def probe_series(samples: Iterable[SampleRecord]) -> dict[str, dict[int, float]]:
-    """Per-second means of the probe metrics that can be evidence, from t = 0 (one pass;
-    an hour at 4 Hz keeps ~30 metrics x 3,600 seconds)."""
-    sums: dict[str, dict[int, list[float]]] = {}
-    for s in samples:
-        if s.t_s < 0:
-            continue
-        second = int(s.t_s)
-        for metric, value in s.metrics.items():
+class ProbeSeries:
+    """Per-second means of the probe metrics that can be evidence, from t = 0, built one
+    sample at a time (the live view attributes while the run goes; an hour at 4 Hz keeps
+    ~30 metrics x 3,600 seconds)."""
+
+    def __init__(self) -> None:
+        self._sums: dict[str, dict[int, list[float]]] = {}
+
+    def add(self, sample: SampleRecord) -> None:
+        if sample.t_s < 0:
+            return
+        second = int(sample.t_s)
+        for metric, value in sample.metrics.items():
             if evidence_for(metric) is None:
                 continue
-            acc = sums.setdefault(metric, {}).setdefault(second, [0.0, 0.0])
+            acc = self._sums.setdefault(metric, {}).setdefault(second, [0.0, 0.0])
             acc[0] += value
             acc[1] += 1
-    return {m: {t: v / n for t, (v, n) in per.items()} for m, per in sums.items()}
+
+    def means(self) -> dict[str, dict[int, float]]:
+        return {m: {t: v / n for t, (v, n) in per.items()} for m, per in self._sums.items()}
+
+
+def probe_series(samples: Iterable[SampleRecord]) -> dict[str, dict[int, float]]:
+    """`ProbeSeries` of a stored run's samples."""
+    series = ProbeSeries()
+    for s in samples:
+        series.add(s)
+    return series.means()
 
 
 def attribute_run(
@@ -255,9 +270,26 @@ def _also(others: list[dict[str, Any]], lines: dict[str, list[tuple[float, str]]
     ]
 
 
-def describe_change(d: Degradation) -> str:
+def describe_change(d: Degradation | FindingRecord) -> str:
     """`+85%`, or `+30.0 pt` for an error rate."""
     return f"{d.change_pct:+.1f} pt" if d.metric == "error_rate" else f"{d.change_pct:+.0f}%"
+
+
+def headline(f: FindingRecord) -> str:
+    """One line for a finding as the live views show it: what moved, since when, and why."""
+    what = f"{f.metric.replace('_', ' ')} {describe_change(f)} since {f.start_s:.0f}s"
+    if f.cause == "unexplained":
+        return f"{what}: cause not clear yet"
+    return f"{what}: {f.cause} (confidence {f.confidence:.2f})"
+
+
+_EVIDENCE_METRIC = re.compile(r"\[([\w.]+)\]$")
+
+
+def evidence_metrics(f: FindingRecord) -> list[str]:
+    """The probe metrics a finding's evidence names (each probe line ends in `[metric]`)."""
+    found = (_EVIDENCE_METRIC.search(line) for line in f.evidence)
+    return [m.group(1) for m in found if m is not None]
 
 
 def _correlation(x: dict[int, float], y: dict[int, float]) -> float:

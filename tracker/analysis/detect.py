@@ -103,6 +103,20 @@ class _Track:
         floor = 0.05 * abs(med) if self.rule.relative else 0.01
         return med, max(1.4826 * mad, floor, 1e-9)
 
+    def interval(self, end_s: float, *, ongoing: bool) -> Degradation:
+        """The open degradation as if it ended at `end_s`."""
+        assert self.open_since is not None
+        return Degradation(
+            self.rule.name,
+            self.open_since,
+            end_s,
+            self.open_base,
+            _median(sorted(self.inside)),
+            _change_pct(self, self.open_base, self.inside),
+            self.flagged_at,
+            ongoing,
+        )
+
     def effect(self, value: float, med: float) -> float:
         delta = value - med if self.rule.worse == "up" else med - value
         if not self.rule.relative:
@@ -149,6 +163,21 @@ class OnlineDetector:
         for track in self._tracks.values():
             if track.open_since is not None:
                 out.append(self._close(track, self._last_end, ongoing=True))
+        return sorted(out, key=lambda d: (d.start_s, d.metric))
+
+    @property
+    def closed(self) -> list[Degradation]:
+        """The degradations that have ended so far."""
+        return list(self._done)
+
+    def open_now(self) -> list[Degradation]:
+        """The degradations open at the last window, each as if it ended there (the live
+        view attributes them while they last); the detector's state is not touched."""
+        out = []
+        for track in self._tracks.values():
+            if track.open_since is None:
+                continue
+            out.append(track.interval(self._last_end, ongoing=True))
         return sorted(out, key=lambda d: (d.start_s, d.metric))
 
     def _values(self) -> dict[str, float]:
@@ -216,17 +245,7 @@ class OnlineDetector:
         return None
 
     def _close(self, track: _Track, end_s: float, *, ongoing: bool = False) -> Degradation:
-        assert track.open_since is not None
-        done = Degradation(
-            track.rule.name,
-            track.open_since,
-            end_s,
-            track.open_base,
-            _median(sorted(track.inside)),
-            _change_pct(track, track.open_base, track.inside),
-            track.flagged_at,
-            ongoing,
-        )
+        done = track.interval(end_s, ongoing=ongoing)
         track.open_since = None
         track.inside = []
         track.quiet = []

@@ -1,40 +1,48 @@
-"""The live screen: latency, throughput and errors over time, probe sparklines, and each
-degradation as it is flagged, fed once a second from the run's own thread.
+"""The live screen: latency, throughput and errors over time, probe charts, each degradation
+with its cause as it is flagged, and the target's hottest functions, fed once a second from
+the run's own threads.
 
-The run (driver, probes, store) never waits for the screen: `LiveFeed` hands each closed
-window over with `post_message` (thread-safe, non-blocking) and the app folds it into
-`LiveState` and redraws on its own loop, at most once per window.
+Used by `tracker.tui.session` for `run`, `demo` and `attach` on a terminal. The run (driver,
+probes, store) never waits for the screen: `LiveFeed` hands everything over with
+`post_message` (thread-safe, non-blocking) and the app folds it into `LiveState` and redraws
+on its own loop, at most once per window.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import ClassVar
 
+from rich.markup import escape
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
-from textual.widgets import Footer, Sparkline, Static
+from textual.widgets import Footer, OptionList, Static
+from textual.widgets.option_list import Option
 
-from tracker.analysis.detect import Degradation
+from probes.stacks_profile import FunctionTime
 from tracker.metrics import Window
+from tracker.store.records import FindingRecord
+from tracker.tui.chart import LineChart, Mark, Series
+from tracker.tui.finding_screen import FindingScreen
 from tracker.tui.state import PROBE_PANELS, LiveState
 from tracker.units import format_ms, format_value
 
-#: The service charts: (series, label, how a value reads).
-SERVICE_CHARTS = (
-    ("latency_p50", "latency p50", format_ms),
-    ("latency_p99", "latency p99", format_ms),
-    ("throughput", "throughput", lambda v: f"{v:.1f} req/s"),
-    ("errors", "errors", lambda v: f"{v:.1f}/s"),
+#: The service charts: id, title, and the series each draws as (state series, legend, style).
+SERVICE_CHARTS: tuple[tuple[str, str, tuple[tuple[str, str, str], ...]], ...] = (
+    ("latency", "latency", (("latency_p50", "p50", "cyan"), ("latency_p99", "p99", "magenta"))),
+    ("throughput", "throughput", (("throughput", "ok/s", "green"), ("errors", "err/s", "red"))),
+    ("ttft", "TTFT", (("ttft_p50", "p50", "cyan"),)),
+    ("itl", "ITL", (("itl_p50", "p50", "cyan"),)),
+    ("tokens", "tokens/s", (("tokens_per_s", "tokens/s", "green"),)),
 )
-LLM_CHARTS = (
-    ("ttft_p50", "TTFT p50", format_ms),
-    ("itl_p50", "ITL p50", format_ms),
-    ("tokens_per_s", "tokens", lambda v: f"{v:.0f}/s"),
-)
-_LLM_KEYS = frozenset(key for key, *_ in LLM_CHARTS)
+_LLM_CHARTS = frozenset({"ttft", "itl", "tokens"})
+#: Charts that give way on a short terminal (tokens/s follows throughput, ITL follows TTFT).
+_MINOR_CHARTS = frozenset({"itl", "tokens"})
+_MS_SERIES = frozenset({"latency_p50", "latency_p99", "ttft_p50", "itl_p50"})
+#: Schedule lag p99 past which the driver itself adds latency (the run JSON's `saturated`).
+SATURATED_LAG_MS = 10.0
 
 
 class WindowClosed(Message):
@@ -43,10 +51,18 @@ class WindowClosed(Message):
         self.window, self.probes = window, probes
 
 
-class Flagged(Message):
-    def __init__(self, degradation: Degradation) -> None:
+class ProbesRead(Message):
+    """Probe readings without a window (`attach`: no load)."""
+
+    def __init__(self, t_s: float, probes: dict[str, float]) -> None:
         super().__init__()
-        self.degradation = degradation
+        self.t_s, self.probes = t_s, probes
+
+
+class Found(Message):
+    def __init__(self, finding: FindingRecord) -> None:
+        super().__init__()
+        self.finding = finding
 
 
 class Noted(Message):
@@ -55,20 +71,18 @@ class Noted(Message):
         self.text = text
 
 
-class Chart(Vertical):
-    """A labelled sparkline with its latest value."""
+class StacksTaken(Message):
+    def __init__(self, end_s: float, duration_s: float, top: list[FunctionTime]) -> None:
+        super().__init__()
+        self.end_s, self.duration_s, self.top = end_s, duration_s, top
 
-    def __init__(self, key: str, label: str, *, id: str | None = None) -> None:
-        super().__init__(id=id, classes="chart")
-        self.key, self.label = key, label
 
-    def compose(self) -> ComposeResult:
-        yield Static(self.label, classes="chart-label")
-        yield Sparkline([], summary_function=max)
+def _value(name: str, value: float) -> str:
+    return format_ms(value) if name in _MS_SERIES else f"{value:.3g}"
 
-    def show(self, data: list[float], value: str) -> None:
-        self.query_one(Static).update(f"{self.label}  [b]{value}[/b]")
-        self.query_one(Sparkline).data = data
+
+def _marks(findings: Iterable[FindingRecord]) -> list[Mark]:
+    return [Mark(f.start_s, f.end_s, f"!{i}") for i, f in enumerate(findings, 1)]
 
 
 class LiveApp(App[None]):
@@ -76,8 +90,9 @@ class LiveApp(App[None]):
 
     CSS_PATH = "app.tcss"
     TITLE = "perfsleuth"
-    # Narrower than 100 columns or shorter than 30 rows, the probe column and the
-    # findings collapse (see app.tcss); at 80x24 the service charts stay.
+    AUTO_FOCUS = "#findings"
+    # Narrower than 100 columns or shorter than 30 rows, the probe column, the stack panel
+    # and the findings collapse (see app.tcss); at 80x24 the service charts stay.
     # (Textual declares these as instance attributes, hence no ClassVar.)
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]  # noqa: RUF012
     VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]  # noqa: RUF012
@@ -85,8 +100,10 @@ class LiveApp(App[None]):
         Binding("q", "quit_run", "Quit (run is kept)"),
         Binding("ctrl+c", "quit_run", "Quit", show=False, priority=True),
         Binding("p", "pause", "Pause view"),
+        Binding("o", "open_finding", "Open finding"),
         Binding("f", "toggle_panel('#findings')", "Findings"),
         Binding("s", "toggle_panel('#probes')", "Probes"),
+        Binding("t", "toggle_panel('#stacks')", "Top functions"),
         Binding("question_mark", "help", "Keys"),
     ]
 
@@ -108,13 +125,22 @@ class LiveApp(App[None]):
     def compose(self) -> ComposeResult:
         yield Static(id="header")
         with Horizontal(id="body"):
-            with VerticalScroll(id="service"):
-                for key, label, _ in SERVICE_CHARTS + LLM_CHARTS:
-                    yield Chart(key, label, id=f"chart-{key}")
+            with Vertical(id="service"):
+                for key, title, _ in SERVICE_CHARTS:
+                    kind = "llm-chart" if key in _LLM_CHARTS else ""
+                    minor = "minor-chart" if key in _MINOR_CHARTS else ""
+                    yield LineChart(
+                        title, id=f"chart-{key}", classes=f"service-chart {kind} {minor}"
+                    )
             with VerticalScroll(id="probes"):
                 for i, panel in enumerate(PROBE_PANELS):
-                    yield Chart("", panel.label, id=f"probe-{i}")
-        yield Static("no degradation so far", id="findings")
+                    # An empty panel says why in its title ("no GPU"), not in the plot.
+                    yield LineChart(
+                        panel.label, id=f"probe-{i}", classes="probe-chart", empty_message=""
+                    )
+        with Horizontal(id="bottom"):
+            yield OptionList(id="findings")
+            yield Static(id="stacks")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -122,22 +148,37 @@ class LiveApp(App[None]):
         if self._on_ready is not None:
             self._on_ready()
 
-    # -- messages from the run's thread ------------------------------------------------
+    # -- messages from the run's threads -------------------------------------------------
 
     def on_window_closed(self, message: WindowClosed) -> None:
         self.state.add_window(message.window, message.probes)
         if not self.paused:
             self._redraw()
 
-    def on_flagged(self, message: Flagged) -> None:
-        self.state.add_degradation(message.degradation)
-        line = self.state.finding_line(message.degradation)
-        self.notify(line, title="degradation", severity="warning", timeout=8)
+    def on_probes_read(self, message: ProbesRead) -> None:
+        self.state.add_probes(message.t_s, message.probes)
+        if not self.paused:
+            self._redraw()
+
+    def on_found(self, message: Found) -> None:
+        if self.state.add_finding(message.finding):
+            line = self.state.finding_line(message.finding)
+            self.notify(line, title="degradation", severity="warning", timeout=8)
         self._redraw_findings()
+        if not self.paused:
+            self._redraw_charts()
 
     def on_noted(self, message: Noted) -> None:
         self.state.add_note(message.text)
         self._redraw_header()
+
+    def on_stacks_taken(self, message: StacksTaken) -> None:
+        self.state.add_stacks(message.end_s, message.duration_s, message.top)
+        if not self.paused:
+            self._redraw_stacks()
+
+    def on_option_list_option_selected(self, message: OptionList.OptionSelected) -> None:
+        self._open(message.option_index)
 
     # -- keys ------------------------------------------------------------------------------
 
@@ -157,6 +198,11 @@ class LiveApp(App[None]):
             self._redraw()
         self._redraw_header()
 
+    def action_open_finding(self) -> None:
+        """The finding under the cursor, else the newest."""
+        index = self.query_one("#findings", OptionList).highlighted
+        self._open(index if index is not None else len(self.state.found) - 1)
+
     def action_toggle_panel(self, selector: str) -> None:
         widget = self.query_one(selector)
         widget.display = not widget.display
@@ -167,6 +213,11 @@ class LiveApp(App[None]):
         else:
             self.action_show_help_panel()
 
+    def _open(self, index: int) -> None:
+        findings = self.state.findings
+        if 0 <= index < len(findings) and not isinstance(self.screen, FindingScreen):
+            self.push_screen(FindingScreen(findings[index], live=True))
+
     # -- drawing -----------------------------------------------------------------------------
 
     def _redraw(self) -> None:
@@ -174,6 +225,7 @@ class LiveApp(App[None]):
             self._redraw_header()
             self._redraw_charts()
             self._redraw_findings()
+            self._redraw_stacks()
 
     def _redraw_header(self) -> None:
         s = self.state
@@ -181,54 +233,97 @@ class LiveApp(App[None]):
         if self.paused:
             phase += ", view paused (p)"
         lag = s.schedule_lag_p99_ms
-        driver = "driver: -" if lag is None else f"driver lag p99 {format_ms(lag)}"
-        if lag is not None and lag > 10.0:
-            driver = f"[b red]DRIVER SATURATED[/]: schedule lag p99 {format_ms(lag)}"
-        note = f"\n» {s.notes[-1]}" if s.notes else ""
+        driver = "" if lag is None else f"  driver lag p99 {format_ms(lag)}"
+        if lag is not None and lag > SATURATED_LAG_MS:
+            driver = f"  [b red]DRIVER SATURATED[/]: schedule lag p99 {format_ms(lag)}"
+        clock = f"{s.elapsed_s:.0f}s / {s.total_s:.0f}s" if s.total_s else f"{s.elapsed_s:.0f}s"
+        note = f"\n» {escape(s.notes[-1])}" if s.notes else ""
         self.query_one("#header", Static).update(
-            f"[b]{s.scenario}[/b]  {s.target}  {s.load}\n"
-            f"{s.elapsed_s:.0f}s / {s.total_s:.0f}s ({phase})  {driver}{note}"
+            f"[b]{escape(s.scenario)}[/b]  {escape(s.target)}  {escape(s.load)}\n"
+            f"{clock} ({phase}){driver}{note}"
         )
 
     def _redraw_charts(self) -> None:
         s = self.state
-        for key, _, fmt in SERVICE_CHARTS + LLM_CHARTS:
-            chart = self.query_one(f"#chart-{key}", Chart)
-            data = s.series.get(key)
-            if key in _LLM_KEYS:
-                chart.display = data is not None  # streamed LLM runs only
-            chart.show(list(data or []), fmt(data[-1]) if data else "-")
+        self.screen.set_class(s.is_llm(), "-llm")  # the LLM charts show (app.tcss)
+        flagged = s.flagged_charts()
+        marks = _marks(s.found.values())
+        for key, title, lines in SERVICE_CHARTS:
+            chart = self.query_one(f"#chart-{key}", LineChart)
+            shown = [(name, label, style) for name, label, style in lines if name in s.series]
+            latest = "  ".join(
+                f"{label} {_value(name, s.series[name][-1][1])}" for name, label, _ in shown
+            )
+            chart.title = f"{title}  {latest}" if latest else title
+            chart.highlighted = key in flagged
+            chart.set_data(
+                [Series(label, list(s.series[name]), style) for name, label, style in shown],
+                marks,
+            )
         for i, panel in enumerate(PROBE_PANELS):
-            chart = self.query_one(f"#probe-{i}", Chart)
+            chart = self.query_one(f"#probe-{i}", LineChart)
             metric = s.panel_metric(panel)
             if metric is None:
-                chart.show([], "no GPU" if panel.label.startswith("GPU") else "not sampled")
+                gone = "no GPU" if panel.label.startswith("GPU") else "not sampled"
+                chart.title = f"{panel.label}  {gone}" if s.probes else panel.label
+                chart.set_data([])
                 continue
             values = s.probes[metric]
-            chart.show(list(values), format_value(values[-1], panel.unit))
+            chart.title = f"{panel.label}  {format_value(values[-1][1], panel.unit)}"
+            chart.highlighted = panel.label in flagged
+            chart.set_data([Series(panel.label, list(values))], marks)
 
     def _redraw_findings(self) -> None:
-        found = self.state.findings
-        text = (
-            "\n".join(f"[b yellow]![/] {self.state.finding_line(d)}" for d in found[-5:])
-            if found
-            else "no degradation so far"
+        panel = self.query_one("#findings", OptionList)
+        findings = self.state.findings
+        if not findings:
+            if panel.option_count != 1 or panel.get_option_at_index(0).id != "none":
+                panel.clear_options()
+                panel.add_option(Option("no degradation so far", id="none", disabled=True))
+            return
+        highlighted = panel.highlighted
+        panel.clear_options()
+        panel.add_options(
+            Option(f"[b yellow]!{i}[/] {escape(self.state.finding_line(f))}")
+            for i, f in enumerate(findings, 1)
         )
-        self.query_one("#findings", Static).update(text)
+        panel.highlighted = highlighted if highlighted is not None else len(findings) - 1
+
+    def _redraw_stacks(self) -> None:
+        view = self.state.stacks
+        widget = self.query_one("#stacks", Static)
+        if view is None:
+            widget.update("[b]top functions[/b]\n[dim]no stack samples (Python: py-spy)[/dim]")
+            return
+        rows = [f"{f.self_pct:5.1f}%  {escape(f.function)}" for f in view.top[:6] if f.self_samples]
+        widget.update(
+            f"[b]top functions[/b] [dim](self time, {view.duration_s:.1f}s to "
+            f"{view.end_s:.0f}s)[/dim]\n" + ("\n".join(rows) or "[dim]idle[/dim]")
+        )
 
 
 class LiveFeed:
-    """The runner's live view (the `ProgressPrinter` interface) for the app: called on the
+    """The runner's live view (`tracker.progress.ProgressView`) for the app: called on the
     run's threads, it only posts messages."""
 
     def __init__(self, app: LiveApp) -> None:
         self.app = app
+        self._second = -1
 
     def window(self, window: Window, probes: dict[str, float]) -> None:
         self.app.post_message(WindowClosed(window, dict(probes)))
 
+    def probes(self, t_s: float, probes: dict[str, float]) -> None:
+        """An attach's readings: one a second reaches the screen (its refresh rate)."""
+        if int(t_s) > self._second:
+            self._second = int(t_s)
+            self.app.post_message(ProbesRead(t_s, dict(probes)))
+
     def note(self, message: str) -> None:
         self.app.post_message(Noted(message))
 
-    def degradation(self, d: Degradation) -> None:
-        self.app.post_message(Flagged(d))
+    def finding(self, finding: FindingRecord) -> None:
+        self.app.post_message(Found(finding))
+
+    def stacks(self, end_s: float, duration_s: float, top: list[FunctionTime]) -> None:
+        self.app.post_message(StacksTaken(end_s, duration_s, top))

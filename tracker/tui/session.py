@@ -9,6 +9,7 @@ through `RunControl` instead of signal handlers.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -26,11 +27,13 @@ def run_live(
     *,
     headless: bool = False,
     size: tuple[int, int] | None = None,
+    plain: Callable[[], T] | None = None,
 ) -> T:
     """`work(feed, control)` in a worker thread while the live screen shows `feed`.
 
     Returns what `work` returned, or raises what it raised. Leaving the screen early
-    (a second `q`) still lets the run finish storing itself before this returns.
+    (a second `q`) still lets the run finish storing itself before this returns. If the
+    screen fails before the run starts, `plain()` (the run without the screen) is used.
     """
     control = RunControl()
     outcome: dict[str, Any] = {}
@@ -59,6 +62,13 @@ def run_live(
         if worker.is_alive():
             control.request_stop()  # left the screen early: the run still ends, stored
             worker.join()
+    if worker.ident is None and plain is not None:
+        # The screen failed before it could start the run (a terminal Textual cannot
+        # drive): the run still happens, with plain progress lines.
+        print(
+            "perfsleuth: the live screen could not start; plain progress instead", file=sys.stderr
+        )
+        return plain()
     if "error" in outcome:
         raise outcome["error"]
     if "result" not in outcome:

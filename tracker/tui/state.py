@@ -1,6 +1,7 @@
-"""What the live screen shows, built from the run's windows, probe readings and findings.
+"""What the live screen shows, built from the run's windows, probe readings, findings and
+stack windows.
 
-Plain data, no Textual: the run's thread hands each closed window (and the latest probe
+Plain data, no Textual: the run's threads hand each closed window (and the latest probe
 readings) to the live view, which folds it in here; the widgets only read this. That keeps
 the folding testable without a terminal and the screen's work to drawing.
 """
@@ -10,24 +11,27 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from tracker.analysis.attribute import describe_change
-from tracker.analysis.detect import Degradation
+from probes.stacks_profile import FunctionTime
+from tracker.analysis.attribute import evidence_metrics, headline
 from tracker.metrics import ITL, LATENCY, SCHEDULE_LAG, TTFT, Window
+from tracker.store.records import FindingRecord
 
 #: Seconds of history the charts keep (the widest chart is narrower than this).
 HISTORY_S = 600
 
+Point = tuple[float, float]  # (seconds into the run, value)
+
 
 @dataclass(frozen=True)
 class ProbePanel:
-    """One probe sparkline: the first of `metrics` the run has is shown."""
+    """One probe chart: the first of `metrics` the run has is shown."""
 
     label: str
     metrics: tuple[str, ...]
     unit: str
 
 
-#: The probe sparklines, in screen order (the issue's list: contention, memory, I/O, GPU).
+#: The probe charts, in screen order (the issue's list: contention, memory, I/O, GPU).
 PROBE_PANELS = (
     ProbePanel("invol. switches", ("cpu.ctx_switches_involuntary_per_s",), "/s"),
     ProbePanel("run delay", ("cpu.run_delay_ms_per_s",), "ms/s"),
@@ -40,9 +44,28 @@ PROBE_PANELS = (
     ProbePanel("GPU memory", ("gpu.mem_used_mb",), "MiB"),
 )
 
+#: The service chart a detector metric belongs to (what a finding highlights).
+SERVICE_CHART_OF = {
+    "latency_p50": "latency",
+    "latency_p90": "latency",
+    "ttft_p50": "ttft",
+    "itl_p50": "itl",
+    "throughput": "throughput",
+    "error_rate": "throughput",
+}
 
-def _series() -> deque[float]:
+
+def _series() -> deque[Point]:
     return deque(maxlen=HISTORY_S)
+
+
+@dataclass(frozen=True)
+class StackView:
+    """The target's top functions in the newest stack window."""
+
+    end_s: float
+    duration_s: float
+    top: list[FunctionTime]
 
 
 @dataclass
@@ -51,26 +74,29 @@ class LiveState:
 
     scenario: str
     target: str
-    total_s: float
-    load: str  # e.g. "open 40 req/s", "closed 16 users"
+    total_s: float  # 0: until stopped (attach without --duration)
+    load: str  # e.g. "open 40 req/s", "closed 16 users", "attach (no load)"
     elapsed_s: float = 0.0
     warmup: bool = True
     draining: bool = False
-    series: dict[str, deque[float]] = field(default_factory=dict)
-    probes: dict[str, deque[float]] = field(default_factory=dict)
-    findings: list[Degradation] = field(default_factory=list)
+    series: dict[str, deque[Point]] = field(default_factory=dict)
+    probes: dict[str, deque[Point]] = field(default_factory=dict)
+    #: One entry per event, keyed by when it was first flagged: re-attributions replace it.
+    found: dict[float, FindingRecord] = field(default_factory=dict)
     notes: deque[str] = field(default_factory=lambda: deque(maxlen=50))
     schedule_lag_p99_ms: float | None = None
+    stacks: StackView | None = None
 
     def add_window(self, window: Window, probes: dict[str, float]) -> None:
         """Fold in one closed window and the probe readings current at its close."""
-        self.elapsed_s = window.start_s + window.duration_s
+        end = window.start_s + window.duration_s
+        self.elapsed_s = end
         self.warmup = window.warmup
         self.draining = self.elapsed_s > self.total_s + 0.5
         rate = 1.0 / window.duration_s if window.duration_s > 0 else 0.0
-        self._push("throughput", window.ok * rate)
-        self._push("errors", window.errors * rate)
-        self._push("tokens_per_s", window.output_tokens * rate)
+        self._push("throughput", end, window.ok * rate)
+        self._push("errors", end, window.errors * rate)
+        self._push("tokens_per_s", end, window.output_tokens * rate)
         for name, hist, pct in (
             ("latency_p50", LATENCY, 50.0),
             ("latency_p99", LATENCY, 99.0),
@@ -79,22 +105,40 @@ class LiveState:
         ):
             h = window.histograms.get(hist)
             if h is not None and h.count:
-                self._push(name, h.percentile_ms(pct))
+                self._push(name, end, h.percentile_ms(pct))
         lag = window.histograms.get(SCHEDULE_LAG)
         if lag is not None and lag.count:
             self.schedule_lag_p99_ms = lag.percentile_ms(99.0)
-        for metric, value in probes.items():
-            self.probes.setdefault(metric, _series()).append(value)
+        self.add_probes(end, probes)
 
-    def add_degradation(self, d: Degradation) -> None:
-        self.findings.append(d)
+    def add_probes(self, t_s: float, probes: dict[str, float]) -> None:
+        """Probe readings at `t_s` (with a window, or once a second when attached)."""
+        if not self.series:  # attached: no windows, the probes keep the clock
+            self.elapsed_s = t_s
+            self.warmup = False
+        for metric, value in probes.items():
+            self.probes.setdefault(metric, _series()).append((t_s, value))
+
+    def add_finding(self, finding: FindingRecord) -> bool:
+        """Keep a finding (or its newer attribution); True when the event is new."""
+        key = finding.flagged_at_s if finding.flagged_at_s is not None else finding.start_s
+        new = key not in self.found
+        self.found[key] = finding
+        return new
+
+    @property
+    def findings(self) -> list[FindingRecord]:
+        return list(self.found.values())
 
     def add_note(self, text: str) -> None:
         self.notes.append(text)
 
+    def add_stacks(self, end_s: float, duration_s: float, top: list[FunctionTime]) -> None:
+        self.stacks = StackView(end_s, duration_s, top)
+
     def latest(self, name: str) -> float | None:
         s = self.series.get(name) or self.probes.get(name)
-        return s[-1] if s else None
+        return s[-1][1] if s else None
 
     def panel_metric(self, panel: ProbePanel) -> str | None:
         """The metric a probe panel shows in this run, if the run has one."""
@@ -103,11 +147,19 @@ class LiveState:
     def is_llm(self) -> bool:
         return "ttft_p50" in self.series
 
-    def finding_line(self, d: Degradation) -> str:
-        return (
-            f"{d.metric.replace('_', ' ')} {describe_change(d)} since {d.start_s:.0f}s "
-            f"(steady {d.baseline:.4g}, now {d.level:.4g})"
-        )
+    def flagged_charts(self) -> set[str]:
+        """Charts the findings touch: the service chart of each degraded metric, and the
+        probe panels (by label) whose metrics are evidence."""
+        out: set[str] = set()
+        for f in self.found.values():
+            out.add(SERVICE_CHART_OF.get(f.metric, f.metric))
+            named = set(evidence_metrics(f))
+            out.update(p.label for p in PROBE_PANELS if named.intersection(p.metrics))
+        return out
 
-    def _push(self, name: str, value: float) -> None:
-        self.series.setdefault(name, _series()).append(value)
+    @staticmethod
+    def finding_line(f: FindingRecord) -> str:
+        return headline(f)
+
+    def _push(self, name: str, t_s: float, value: float) -> None:
+        self.series.setdefault(name, _series()).append((t_s, value))
