@@ -64,7 +64,8 @@ def test_demo_names_the_cause_of_each_fault(tmp_path, fault, cause):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert f"the injected fault was '{fault}' ({cause}): it matches." in done.stdout, done.stdout
-    assert "degradation: " in done.stderr  # announced while the run went
+    # Announced while the run went, with its cause.
+    assert f": {cause} (confidence" in done.stderr, done.stderr[-3000:]
     doc = show_json(db, "latest", tmp_path)
     assert [f["cause"] for f in doc["findings"]][:1] == [cause]
     assert doc["findings"][0]["evidence"] and doc["findings"][0]["advice"]

@@ -8,28 +8,15 @@ import asyncio
 import threading
 from collections.abc import Awaitable, Callable
 
+from support.live_data import PROBES, finding, window
 from textual.pilot import Pilot
 from textual.widgets import OptionList, Static
 
 from probes.stacks_profile import FunctionTime
-from tracker.metrics import LATENCY, SCHEDULE_LAG, TTFT, Histogram, Window
-from tracker.store.records import FindingRecord
 from tracker.tui.chart import LineChart
 from tracker.tui.finding_screen import FindingScreen
 from tracker.tui.live import LiveApp, LiveFeed
 from tracker.tui.state import LiveState
-
-
-def _window(i: int, latency_ms: float, lag_ms: float = 2.0) -> Window:
-    w = Window(index=i, start_s=float(i), sent=10, ok=10, output_tokens=320)
-    for name, value in ((LATENCY, latency_ms), (TTFT, 60.0), (SCHEDULE_LAG, lag_ms)):
-        h = Histogram()
-        h.record_ms(value)
-        w.histograms[name] = h
-    return w
-
-
-PROBES = {"cpu.ctx_switches_involuntary_per_s": 120.0, "mem.rss_mb": 180.0}
 
 
 def _app(quits: list[int] | None = None) -> LiveApp:
@@ -52,7 +39,7 @@ def _feed_from_a_thread(app: LiveApp, windows: int, *, slow_from: int = 99) -> N
 
     def run() -> None:
         for i in range(windows):
-            feed.window(_window(i, 1600.0 if i >= slow_from else 800.0), PROBES)
+            feed.window(window(i, 1600.0 if i >= slow_from else 800.0), PROBES)
 
     t = threading.Thread(target=run)
     t.start()
@@ -85,32 +72,19 @@ def test_windows_from_the_run_thread_fill_the_charts_and_header() -> None:
     _drive(app, (120, 40), body)
 
 
-def _finding(cause: str, confidence: float) -> FindingRecord:
-    return FindingRecord(
-        start_s=5.0, end_s=10.0, metric="latency_p50", change_pct=100.0, cause=cause,
-        causes=[{"cause": cause, "score": confidence}], confidence=confidence,
-        evidence=[
-            "latency p50 +100% from 5 s (800 -> 1600)",
-            "involuntary switches 900/s vs 40/s before (22x); r=+0.91 with latency "
-            "[cpu.ctx_switches_involuntary_per_s]",
-        ],
-        advice="CPU contention: threads wait for a CPU.", flagged_at_s=8.0,
-    )  # fmt: skip
-
-
 def test_a_finding_appears_with_its_cause_highlights_charts_and_opens() -> None:
     app = _app()
 
     async def body(pilot: Pilot[None]) -> None:
         _feed_from_a_thread(app, 10, slow_from=5)
-        LiveFeed(app).finding(_finding("unexplained", 0.0))
+        LiveFeed(app).finding(finding("unexplained", 0.0))
         await pilot.pause()
         findings = app.query_one("#findings", OptionList)
         assert "latency p50 +100% since 5s: cause not clear yet" in str(
             findings.get_option_at_index(0).prompt
         )
         assert any("latency p50 +100%" in n.message for n in app._notifications)
-        LiveFeed(app).finding(_finding("contention", 0.84))  # firmer, the same event
+        LiveFeed(app).finding(finding("contention", 0.84))  # firmer, the same event
         await pilot.pause()
         assert findings.option_count == 1
         assert "contention (confidence 0.84)" in str(findings.get_option_at_index(0).prompt)
@@ -152,7 +126,7 @@ def test_a_saturated_driver_is_called_out() -> None:
     app = _app()
 
     async def body(pilot: Pilot[None]) -> None:
-        LiveFeed(app).window(_window(0, 800.0, lag_ms=40.0), {})
+        LiveFeed(app).window(window(0, 800.0, lag_ms=40.0), {})
         await pilot.pause()
         assert "DRIVER SATURATED" in _text(app, "#header")
 
@@ -167,7 +141,7 @@ def test_keys_pause_toggle_panels_and_quit_asks_the_run_to_stop_first() -> None:
         _feed_from_a_thread(app, 3)
         await pilot.pause()
         await pilot.press("p")
-        LiveFeed(app).window(_window(3, 900.0), PROBES)
+        LiveFeed(app).window(window(3, 900.0), PROBES)
         await pilot.pause()
         assert "paused" in _text(app, "#header") and "3s / 20s" in _text(app, "#header")
         await pilot.press("p")

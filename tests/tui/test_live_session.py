@@ -1,5 +1,6 @@
 """The live screen around real runs: in-process against the example server (headless), and
-`perfsleuth demo` on a real pseudo-terminal, quit with `q` and the run kept."""
+`perfsleuth demo` on a real pseudo-terminal: live charts and probes, the injected fault as a
+finding with its cause, then `q` and the run kept."""
 
 from __future__ import annotations
 
@@ -12,15 +13,19 @@ import struct
 import subprocess
 import sys
 import termios
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from support.llm_server import running_llm_server
 
-from tracker.runner import execute_run
+from probes import Target
+from tracker.attach import execute_attach
+from tracker.runner import RunControl, RunResult, execute_run
 from tracker.scenario import LoadSpec, RequestSpec, Scenario
 from tracker.store import Store
+from tracker.tui.live import LiveFeed
 from tracker.tui.session import run_live
 from tracker.tui.state import LiveState
 
@@ -49,6 +54,32 @@ def test_a_real_run_feeds_the_screen_and_is_stored(tmp_path: Path) -> None:
     assert store.get_run(result.run_id).status == "completed"
 
 
+def test_an_attach_feeds_the_probe_panels_and_q_ends_it_as_completed(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'attach.db'}")
+    code = "import time\nend = time.time() + 60\nwhile time.time() < end: sum(range(20000))"
+    child = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        target = Target.from_pid(child.pid)
+        state = LiveState("attach", f"pid {child.pid}", 0.0, "probes only, no load")
+
+        def work(feed: LiveFeed, control: RunControl) -> RunResult:
+            # `q` from the screen is `control.request_stop()`; here it comes after 2.5 s.
+            threading.Timer(2.5, control.request_stop).start()
+            return execute_attach(
+                target, store, duration_s=None, interval_s=0.25, view=feed, control=control
+            )
+
+        result = run_live(state, work, headless=True, size=(120, 40))
+    finally:
+        child.kill()
+        child.wait()
+    assert result.status == "completed"  # an open-ended attach ends this way
+    assert 1.5 < state.elapsed_s < 4.0
+    cpu = state.probes.get("cpu.process_pct")
+    assert cpu is not None and len(cpu) >= 2 and cpu[-1][1] > 10  # a busy loop, seen live
+    assert store.get_run(result.run_id).status == "completed"
+
+
 def _read_until(fd: int, needle: bytes, timeout_s: float, into: bytearray) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -73,16 +104,20 @@ def test_demo_on_a_terminal_shows_the_screen_and_q_keeps_the_run(tmp_path: Path)
     fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # rows, cols
     env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tracker", "demo", "--duration", "30s", "--db", f"sqlite:///{db}"],
+        [sys.executable, "-m", "tracker", "demo", "--duration", "20s", "--db", f"sqlite:///{db}"],
         stdin=child, stdout=child, stderr=child, cwd=tmp_path, env=env,
         start_new_session=True,
     )  # fmt: skip
     os.close(child)
     screen = bytearray()
     try:
-        # The live screen draws the service charts once the load runs.
-        assert _read_until(main, b"latency p50", 40, screen), bytes(screen[-2000:])
-        assert _read_until(main, b"6s / 30s", 20, screen), bytes(screen[-2000:])
+        # The live screen draws the service charts and probe panels once the load runs ...
+        assert _read_until(main, b"6s / 20s", 40, screen), bytes(screen[-2000:])
+        for drawn in (b"latency", b"p99", b"invol. switches", b"run delay", b"ms/s"):
+            assert drawn in screen, (drawn, bytes(screen[-2000:]))
+        # ... and the CPU fault switched on at 10 s appears as a finding with its cause
+        # while the run goes (the run ends at 20 s: q must come before).
+        assert _read_until(main, b": contention (confidence", 12, screen), bytes(screen[-3000:])
         pressed = time.monotonic()
         os.write(main, b"q")
         # The run stops, stores itself and the app leaves within 5 s.
