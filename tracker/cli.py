@@ -251,6 +251,7 @@ def attach(
         tag=tag,
         db_url=db_url,
         gc_log=gc_log,
+        no_tui=no_tui,
     )
 
 
@@ -355,6 +356,11 @@ def export(
 )
 @click.option("--out", default=None, metavar="FILE", help="Write the report to FILE [stdout].")
 @comparison_options
+@click.option(
+    "--no-tui",
+    is_flag=True,
+    help="The text report instead of the compare screen (also when output is not a terminal).",
+)
 @db_option
 def compare(
     run_spec: str,
@@ -365,13 +371,20 @@ def compare(
     gate_probes: bool,
     fail_on_inconclusive: bool,
     alpha: float,
+    no_tui: bool,
     db_url: str | None,
 ) -> None:
     """Compare a run (an id, `latest` or group:NAME) with a baseline: a verdict per
     metric, the likely cause. Exits 1 on a regression."""
     from tracker.commands_compare import CompareSettings, compare
+    from tracker.terminal import interactive
 
     settings = CompareSettings(baseline, thresholds, gate_probes, fail_on_inconclusive, alpha)
+    if not no_tui and fmt == "text" and out is None and interactive():
+        from tracker.tui.browse import compare_screen
+
+        compare_screen(run_spec, settings, db_url=db_url)
+        return
     compare(run_spec, settings, fmt=fmt, out=out, db_url=db_url)
 
 
@@ -411,6 +424,11 @@ def show(run_spec: str, as_json: bool, db_url: str | None) -> None:
     is_flag=True,
     help="Exit 1 when the scenario has a change point for the worse nobody accepted.",
 )
+@click.option(
+    "--no-tui",
+    is_flag=True,
+    help="Plain text instead of the history screen (also when output is not a terminal).",
+)
 @db_option
 @click.pass_context
 def history(
@@ -419,13 +437,20 @@ def history(
     limit: int | None,
     as_json: bool,
     fail_on_change: bool,
+    no_tui: bool,
     db_url: str | None,
 ) -> None:
     """List stored runs, newest first; with --scenario, its trends and change points."""
     if ctx.invoked_subcommand is not None:
         return
     from tracker.commands_history import history as show_history
+    from tracker.terminal import interactive
 
+    if not no_tui and not as_json and interactive():
+        from tracker.tui.browse import history_screen
+
+        history_screen(scenario, limit=limit, fail_on_change=fail_on_change, db_url=db_url)
+        return
     show_history(
         scenario, limit=limit, as_json=as_json, fail_on_change=fail_on_change, db_url=db_url
     )

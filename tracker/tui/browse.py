@@ -1,0 +1,63 @@
+"""`perfsleuth history` and `perfsleuth compare` on a terminal: the checks and the result
+the plain commands have, with the history app shown in between.
+
+Called by `tracker.cli` (imported lazily, only when the screen is to be shown). Anything
+wrong with the flags or the runs fails before the screen opens, with the plain commands'
+messages; the exit code comes from the same computation as without the screen, never from
+what the user looked at.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from tracker.commands_compare import CompareSettings, exit_code
+from tracker.commands_history import EXIT_CHANGE
+from tracker.comparing import compare_stored, parse_spec
+from tracker.errors import UsageError
+from tracker.history import SERIES_LIMIT, find_scenario, scenario_history
+from tracker.runs import load_run
+from tracker.store import Store
+from tracker.tui.compare_view import verdict_line
+from tracker.tui.history_app import HistoryApp
+from tracker.tui.history_data import Source
+
+
+def history_screen(
+    scenario: str | None, *, limit: int | None, fail_on_change: bool, db_url: str | None
+) -> None:
+    """The history app; with `fail_on_change`, one line and exit 1 as `history` would."""
+    store = Store.open(db_url)
+    key = None if scenario is None else find_scenario(store, scenario)
+    source = Source(store, limit=limit or SERIES_LIMIT)
+    HistoryApp(source, scenario_key=key).run()
+    if key is None or not fail_on_change:
+        return
+    # Read again after the screen: the verdict is the store's as the command ends.
+    history = scenario_history(store, key, limit=source.limit)
+    alerts = [c for c in history.changes if c.alerts]
+    if not alerts:
+        click.echo(f"scenario {history.scenario} ({key[:8]}): no change point to look at")
+        return
+    where = ", ".join(f"{c.metric} at run {c.run_id}" for c in alerts)
+    click.echo(f"scenario {history.scenario} ({key[:8]}): ALERT: {where}")
+    sys.exit(EXIT_CHANGE)
+
+
+def compare_screen(run_spec: str, settings: CompareSettings, *, db_url: str | None) -> None:
+    """The comparison `compare` would report, on the compare screen; then its verdict line
+    on stdout and its exit code."""
+    # The order of the checks is `commands_compare.compare`'s, so errors read the same.
+    spec = parse_spec(settings.baseline)
+    options = settings.options()
+    if not 0 < settings.alpha < 0.5:
+        raise UsageError(f"--alpha: {settings.alpha} is out of range; use e.g. 0.05")
+    store = Store.open(db_url)
+    candidate = load_run(store, run_spec)
+    comparison = compare_stored(store, candidate, spec, options)
+    source = Source(store, baseline=settings.baseline, options=options)
+    HistoryApp(source, scenario_key=candidate.record.scenario_key, comparison=comparison).run()
+    click.echo(verdict_line(comparison.to_json()))
+    sys.exit(exit_code(comparison, settings.fail_on_inconclusive))
