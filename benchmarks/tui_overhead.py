@@ -1,0 +1,670 @@
+"""TUI overhead: does the live screen slow the driver down, and what does it cost in CPU?
+
+Target (live-screen issue): schedule lag p99 with the TUI on within 1.1x of off, and the
+TUI's CPU under 5% of a core.
+
+The example LLM server (examples/llm_server.py, tuned lighter than the demo's so that it
+serves --rate streamed requests without saturating; pinned to the first CPU) gets the
+demo's request (POST /v1/completions, 32 tokens, "stream": true) from a real
+`perfsleuth run --url ... --stream sse --rate R --duration D --json F --db sqlite:///TMP`
+(pinned to the last CPU), started under a pseudo-terminal (stdin, stdout and stderr the
+pty's slave, its controlling terminal, TERM=xterm-256color, --size columns x rows): with
+the live screen, and with `--no-tui`, alternating on/off in every repeat so that drift hits
+both. A thread drains the pty's master all the time (the screen would block on its writes
+otherwise) and counts the bytes drawn.
+
+Per run: `driver.schedule_lag_ms.p99` and the throughput from the run JSON, the run's
+status from its store, and the perfsleuth process's CPU (psutil, this process only, no
+children: user + system, polled every 0.2 s until it exits) as % of one core, over its
+whole life (start-up and summary included) and over the run itself (`started_at` +
+`duration_s` of the run JSON). Per thread (psutil `threads()`), named by one
+`py-spy dump --nonblocking` at mid-run: with the screen the main thread runs Textual's
+event loop, `textual-input` / `textual-output` are its key reader and terminal writer, and
+the run is the `perfsleuth-run` thread; with --no-tui the main thread is the run. The
+"screen threads" figure is the main thread plus Textual's two, over the run. From the
+run's stored one-second windows: the second in which the worst lag fell, and the lag p99
+from second 2 on (the screen's start-up left out), to tell a start-up spike from a cost
+paid every second.
+
+Verdicts: the median of the per-repeat lag p99 ratios (on / off) <= 1.1; the TUI's CPU =
+median process CPU % (on) - median (off) < 5% of a core (the main thread's and the screen
+threads' CPU in the TUI runs are printed as second estimates, and so is the CPU the
+screen adds outside the run: Textual's import and start-up, which the whole-life figure
+spreads over the run's wall time, so shorter runs read higher).
+
+    benchmarks/.venv/bin/python benchmarks/tui_overhead.py                # 3 x 2 runs of 20 s
+    benchmarks/.venv/bin/python benchmarks/tui_overhead.py --quick        # ~1 min smoke run
+
+Always exits 0: benchmarks report, they do not gate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import fcntl
+import json
+import math
+import os
+import re
+import select
+import shutil
+import signal
+import sqlite3
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+from _peers import (
+    HOST,
+    REPO,
+    find_perfsleuth,
+    fmt,
+    header,
+    median,
+    pin_prefix,
+    run_main,
+    split_cpus,
+    stop_process,
+    table,
+    verdict,
+)
+
+from tracker.metrics import SCHEDULE_LAG, Histogram
+from tracker.store import Store
+
+LAG_RATIO = 1.1
+TUI_CPU_PCT = 5.0
+POLL_S = 0.2
+
+SERVER_SCRIPT = REPO / "examples" / "llm_server.py"
+# Lighter steps and wider batches than the demo's defaults (--max-batch 16, --step-ms 18,
+# --per-seq-ms 2: ~10 req/s of 32 tokens at most), so 40 req/s (and more) stream without queueing.
+SERVER_FLAGS = ("--max-batch", "64", "--step-ms", "4", "--per-seq-ms", "0.2")
+# The demo's request (tracker/demo.py).
+PROMPT = (
+    "Explain, step by step and with a short example, why a service that is fast alone can "
+    "become slow under load: queueing, batching, garbage collection and disk writes."
+)
+BODY = {"model": "sim", "prompt": PROMPT, "max_tokens": 32, "stream": True}
+SCREEN_THREADS = ("MainThread", "textual-input", "textual-output")
+STEADY_FROM_S = 2.0  # the steady-state lag leaves out the run's first seconds (start-up)
+
+_LISTENING = re.compile(r"listening on http://[\d.]+:(\d+)")
+
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+_prctl = _libc.prctl  # resolved before any fork: the pre-exec hooks only call it
+
+
+def _server_preexec() -> None:
+    # Between fork and exec: SIGTERM the child when this script dies, even by SIGKILL.
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _pty_preexec() -> None:
+    # After setsid (start_new_session): the pty (fd 0) becomes the controlling terminal,
+    # as in a shell; and the child goes when this script dies.
+    with contextlib.suppress(OSError):
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+# -- the server ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def example_server(workdir: Path, cpu: int | None) -> Iterator[str]:
+    """The example LLM server on a port it picks, warmed up; yields its base URL."""
+    log = workdir / "server.log"
+    argv = [*pin_prefix(cpu), sys.executable, str(SERVER_SCRIPT), "--host", HOST, "--port", "0"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*argv, *SERVER_FLAGS],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a terminal's Ctrl-C reaches this script only
+            preexec_fn=_server_preexec,
+        )
+    try:
+        deadline = time.monotonic() + 30.0
+        port = None
+        while port is None:
+            text = log.read_text(errors="replace")
+            if (m := _LISTENING.search(text)) is not None:
+                port = int(m.group(1))
+            elif proc.poll() is not None:
+                raise RuntimeError(f"the example server exited ({proc.returncode}): {text}")
+            elif time.monotonic() > deadline:
+                raise RuntimeError("the example server did not listen within 30 s")
+            else:
+                time.sleep(0.05)
+        base = f"http://{HOST}:{port}"
+        # The first stream pays for lazy imports: keep it out of the first measured run.
+        request = urllib.request.Request(
+            base + "/v1/completions",
+            data=json.dumps({**BODY, "max_tokens": 2}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
+        yield base
+    finally:
+        stop_process(proc, signal.SIGTERM, 10.0)
+
+
+# -- perfsleuth under a pseudo-terminal ------------------------------------------------------
+
+
+class PtyDrain:
+    """Reads a pty master until told to stop; keeps (time, bytes) per read and a tail."""
+
+    def __init__(self, master: int) -> None:
+        self.master = master
+        self.reads: list[tuple[float, int]] = []
+        self.tail = bytearray()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="pty-drain", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            ready, _, _ = select.select([self.master], [], [], 0.1)
+            if not ready:
+                if self._stop.is_set():
+                    return  # told to stop, and nothing came for 0.1 s
+                continue
+            try:
+                data = os.read(self.master, 1 << 16)
+            except OSError:  # EIO: no process holds the slave any more
+                return
+            if not data:
+                return
+            self.reads.append((time.time(), len(data)))
+            self.tail += data
+            del self.tail[:-8192]
+
+    def finish(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    @property
+    def total(self) -> int:
+        return sum(n for _, n in self.reads)
+
+    def between(self, t0: float, t1: float) -> int:
+        return sum(n for t, n in self.reads if t0 <= t < t1)
+
+    def text_tail(self, chars: int = 600) -> str:
+        text = self.tail.decode(errors="replace")
+        text = re.sub(r"\x1b\[[0-9;?<>=$]*[A-Za-z]|\x1b[()][A-Z0-9]|\x1b[=>78]", "", text)
+        return text[-chars:].strip()
+
+
+@dataclass
+class Series:
+    """Cumulative CPU seconds sampled over time; read at any instant by interpolation."""
+
+    points: list[tuple[float, float]] = field(default_factory=list)
+
+    def at(self, t: float) -> float:
+        pts = self.points
+        if not pts or t <= pts[0][0]:
+            return 0.0  # not alive yet (a thread seen later was created later)
+        if t >= pts[-1][0]:
+            return pts[-1][1]
+        lo, hi = 0, len(pts) - 1
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if pts[mid][0] <= t:
+                lo = mid
+            else:
+                hi = mid
+        (t0, v0), (t1, v1) = pts[lo], pts[hi]
+        return v0 + (v1 - v0) * (t - t0) / (t1 - t0) if t1 > t0 else v1
+
+    def rate_pct(self, t0: float, t1: float) -> float:
+        return 100.0 * (self.at(t1) - self.at(t0)) / (t1 - t0) if t1 > t0 else math.nan
+
+    @property
+    def last(self) -> float:
+        return self.points[-1][1] if self.points else 0.0
+
+
+@dataclass
+class Run:
+    tui: bool
+    repeat: int
+    returncode: int | None = None
+    status: str = "?"
+    wall_s: float = math.nan
+    lag_p99: float = math.nan
+    throughput: float = math.nan
+    latency_p50: float = math.nan  # uncorrected, ms: the server's side of the picture
+    lag_steady_p99: float = math.nan  # schedule lag p99 from second STEADY_FROM_S on
+    lag_max: float = math.nan
+    lag_max_at_s: float = math.nan  # the second of the run in which the worst lag fell
+    requests: int = 0
+    errors: int = 0
+    cpu_s: float = math.nan  # CPU seconds over the process life
+    outside_s: float = math.nan  # of which outside the run (start-up, summary, storing)
+    life_cpu_pct: float = math.nan  # whole process life, % of one core
+    run_cpu_pct: float = math.nan  # from started_at over duration_s
+    main_pct: float = math.nan  # main thread, over the run
+    screen_pct: float = math.nan  # main + textual-input + textual-output, over the run
+    threads_pct: dict[str, float] = field(default_factory=dict)  # by name, over the run
+    bytes_total: int = 0
+    bytes_per_s: float = math.nan  # drawn during the run
+    note: str = ""
+
+    @property
+    def mode(self) -> str:
+        return "tui" if self.tui else "no-tui"
+
+
+def thread_names(pid: int, spy: str | None) -> dict[int, str]:
+    """OS thread id -> Python thread name, from one non-pausing py-spy dump."""
+    if spy is None:
+        return {}
+    doc: Any = None
+    for _ in range(3):  # a dump that does not pause its target can catch it mid-change
+        try:
+            out = subprocess.run(
+                [spy, "dump", "--json", "--nonblocking", "--pid", str(pid)],
+                capture_output=True,
+                text=True,
+                timeout=20,
+            ).stdout
+            doc = json.loads(out)
+            break
+        except (OSError, subprocess.TimeoutExpired, ValueError):
+            time.sleep(0.2)
+    names: dict[int, str] = {}
+    for thread in doc if isinstance(doc, list) else []:
+        tid, name = thread.get("os_thread_id"), thread.get("thread_name")
+        if isinstance(tid, int) and isinstance(name, str):
+            names[tid] = name
+    return names
+
+
+def find_pyspy() -> str | None:
+    cand = Path(sys.executable).parent / "py-spy"
+    return str(cand) if os.access(cand, os.X_OK) else shutil.which("py-spy")
+
+
+def set_winsize(fd: int, cols: int, rows: int) -> None:
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def run_once(
+    run: Run,
+    *,
+    exe: list[str],
+    url: str,
+    rate: float,
+    duration: float,
+    size: tuple[int, int],
+    cpu: int | None,
+    spy: str | None,
+) -> Run:
+    with tempfile.TemporaryDirectory(prefix="psbench-tui-") as tmp:
+        out = Path(tmp) / "run.json"
+        cmd = [*pin_prefix(cpu), *exe, "run", "--url", url + "/v1/completions"]
+        cmd += ["--stream", "sse", "--body", json.dumps(BODY, separators=(",", ":"))]
+        cmd += ["--rate", f"{rate:g}", "--duration", f"{duration:g}s"]
+        cmd += ["--json", str(out), "--db", f"sqlite:///{tmp}/bench.db"]
+        if not run.tui:
+            cmd.append("--no-tui")
+        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+        env["TERM"] = "xterm-256color"
+        master, slave = os.openpty()
+        set_winsize(slave, *size)
+        proc: subprocess.Popen[bytes] | None = None
+        drain: PtyDrain | None = None
+        try:
+            t_start = time.time()
+            proc = subprocess.Popen(
+                cmd,
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                cwd=tmp,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_pty_preexec,
+            )
+            os.close(slave)
+            slave = -1
+            drain = PtyDrain(master)
+            total = Series()
+            per_tid: dict[int, Series] = {}
+            names: dict[int, str] = {}
+            name_at = time.monotonic() + 2.0 + duration / 2  # mid-run, after the start-up
+            deadline = time.monotonic() + duration + 120.0
+            ps = psutil.Process(proc.pid)
+            while proc.poll() is None:
+                try:
+                    now = time.time()
+                    times = ps.cpu_times()
+                    threads = ps.threads()
+                except psutil.Error:
+                    break
+                total.points.append((now, times.user + times.system))
+                for th in threads:
+                    per_tid.setdefault(th.id, Series()).points.append(
+                        (now, th.user_time + th.system_time)
+                    )
+                if not names and time.monotonic() >= name_at:
+                    names = thread_names(proc.pid, spy) or {-1: ""}
+                if time.monotonic() > deadline:
+                    run.note = "timed out; stopped"
+                    break
+                time.sleep(POLL_S)
+            stop_process(proc, signal.SIGTERM, 15.0)
+            run.returncode = proc.returncode
+            run.wall_s = time.time() - t_start
+            drain.finish()
+            run.bytes_total = drain.total
+            run.life_cpu_pct = 100.0 * total.last / run.wall_s
+            run.status = stored_status(Path(tmp) / "bench.db")
+            doc: dict[str, Any] = json.loads(out.read_text()) if out.exists() else {}
+            if not doc:
+                run.note = (run.note + " no run JSON: " + drain.text_tail()).strip()
+                return run
+            lag = (doc.get("driver") or {}).get("schedule_lag_ms") or {}
+            run.lag_p99 = float(lag.get("p99", math.nan))
+            run.throughput = float(doc.get("throughput_rps") or math.nan)
+            run.latency_p50 = float((doc.get("latency_uncorrected_ms") or {}).get("p50", math.nan))
+            run.requests = int((doc.get("requests") or {}).get("total", 0))
+            run.errors = int((doc.get("requests") or {}).get("errors", 0))
+            t0 = datetime.fromisoformat(doc["started_at"]).timestamp()
+            t1 = t0 + float(doc["duration_s"])
+            run.run_cpu_pct = total.rate_pct(t0, t1)
+            run.cpu_s = total.last
+            run.outside_s = total.last - (total.at(t1) - total.at(t0))
+            run.bytes_per_s = drain.between(t0, t1) / (t1 - t0)
+            by_name: dict[str, float] = {}
+            for tid, series in per_tid.items():
+                name = "MainThread" if tid == proc.pid else names.get(tid, "?")
+                by_name[name] = by_name.get(name, 0.0) + series.rate_pct(t0, t1)
+            run.threads_pct = dict(sorted(by_name.items(), key=lambda kv: -kv[1]))
+            run.main_pct = by_name.get("MainThread", math.nan)
+            if run.tui and names and -1 not in names:
+                run.screen_pct = sum(by_name.get(n, 0.0) for n in SCREEN_THREADS)
+            if isinstance(doc.get("run_id"), int):
+                lag_by_second(run, Path(tmp) / "bench.db", doc["run_id"])
+            if run.returncode != 0:
+                run.note = (run.note + " output: " + drain.text_tail()).strip()
+        finally:
+            if proc is not None:
+                stop_process(proc, signal.SIGTERM, 10.0)
+            if drain is not None:
+                drain.finish()
+            for fd in (master, slave):
+                if fd >= 0:
+                    os.close(fd)
+    return run
+
+
+def lag_by_second(run: Run, db: Path, run_id: int) -> None:
+    """From the run's stored one-second windows: where the worst schedule lag fell, and
+    the lag p99 without the first STEADY_FROM_S seconds (the screen's start-up)."""
+    store = Store.open(f"sqlite:///{db}", upgrade=False)
+    try:
+        steady = Histogram()
+        for w in store.iter_windows(run_id):
+            h = w.histograms.get(SCHEDULE_LAG)
+            if h is None or not h.count:
+                continue
+            worst = h.percentile_ms(100.0)
+            if not worst <= run.lag_max:  # also when lag_max is still NaN
+                run.lag_max, run.lag_max_at_s = worst, w.start_s
+            if w.start_s >= STEADY_FROM_S:
+                steady.merge(h)
+        if steady.count:
+            run.lag_steady_p99 = steady.percentile_ms(99.0)
+    finally:
+        store.close()
+
+
+def stored_status(db: Path) -> str:
+    try:
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            row = conn.execute("SELECT status FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+    except sqlite3.Error as exc:
+        return f"store error: {exc}"
+    return str(row[0]) if row else "not stored"
+
+
+# -- report ------------------------------------------------------------------------------------
+
+
+def run_line(r: Run, of: int) -> str:
+    threads = ", ".join(f"{n} {v:.1f}" for n, v in r.threads_pct.items())
+    return (
+        f"repeat {r.repeat}/{of} {r.mode:6s} lag p99={fmt(r.lag_p99, 3)}ms "
+        f"(from {STEADY_FROM_S:g}s {fmt(r.lag_steady_p99, 3)}ms, max {fmt(r.lag_max, 1)}ms "
+        f"at {fmt(r.lag_max_at_s, 0)}s) "
+        f"throughput={fmt(r.throughput)}/s p50={fmt(r.latency_p50, 0)}ms "
+        f"errors={r.errors} status={r.status} "
+        f"exit={r.returncode} cpu={fmt(r.life_cpu_pct, 1)}% (run {fmt(r.run_cpu_pct, 1)}%) "
+        f"drawn={fmt(r.bytes_per_s, 0)} B/s ({r.bytes_total:,} B) wall={fmt(r.wall_s, 1)}s"
+        f"\n  threads over the run, % of a core: {threads or '-'}"
+        + (f"\n  note: {r.note}" if r.note else "")
+    )
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"(\d+)x(\d+)", text.strip())
+    if m is None:
+        raise argparse.ArgumentTypeError(f"expected COLSxROWS, e.g. 120x40, got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    ap.add_argument("--duration", type=float, default=20.0, help="seconds per run [20]")
+    ap.add_argument("--repeats", type=int, default=3, help="on/off pairs (medians) [3]")
+    ap.add_argument("--rate", type=float, default=40.0, help="streamed requests/s [40]")
+    ap.add_argument("--size", type=parse_size, default=(120, 40), help="COLSxROWS [120x40]")
+    ap.add_argument("--perfsleuth", help="perfsleuth executable (default: found next to python)")
+    ap.add_argument("--no-pin", action="store_true", help="do not pin server/client to CPUs")
+    ap.add_argument("--quick", action="store_true", help="~1 min smoke run: 2 x 2 runs of 8 s")
+    a = ap.parse_args()
+    if a.quick:
+        a.duration, a.repeats = 8.0, 2
+    header("tui overhead: perfsleuth run with and without the live screen, under a pty")
+    exe = find_perfsleuth(a.perfsleuth)
+    spy = find_pyspy()
+    server_cpu, client_cpu = split_cpus(not a.no_pin)
+    cols, rows = a.size
+    print(
+        f"perfsleuth: {' '.join(exe)}; rate={a.rate:g}/s streamed (sse, 32 tokens) "
+        f"duration={a.duration:g}s repeats={a.repeats} terminal={cols}x{rows} xterm-256color"
+    )
+    print(f"server: examples/llm_server.py {' '.join(SERVER_FLAGS)}")
+    print(f"pinning: server cpu={server_cpu} perfsleuth cpu={client_cpu}; py-spy: {spy or '-'}\n")
+    sys.stdout.flush()
+
+    runs: list[Run] = []
+    with (
+        tempfile.TemporaryDirectory(prefix="psbench-tui-server-") as work,
+        example_server(Path(work), server_cpu) as base,
+    ):
+        for k in range(a.repeats):
+            for tui in (True, False) if k % 2 == 0 else (False, True):
+                r = run_once(
+                    Run(tui, k + 1),
+                    exe=exe,
+                    url=base,
+                    rate=a.rate,
+                    duration=a.duration,
+                    size=(cols, rows),
+                    cpu=client_cpu,
+                    spy=spy,
+                )
+                runs.append(r)
+                print(run_line(r, a.repeats), flush=True)
+    report(runs, a.rate)
+
+
+def report(runs: Sequence[Run], rate: float) -> None:
+    # Medians and verdicts from completed runs only (a run stopped from outside is shown).
+    done = [r for r in runs if r.status == "completed" and r.returncode == 0]
+    on = [r for r in done if r.tui]
+    off = [r for r in done if not r.tui]
+
+    def med(rs: Sequence[Run], key: str) -> float:
+        return median([float(getattr(r, key)) for r in rs])
+
+    print()
+    print(
+        table(
+            [
+                "repeat",
+                "mode",
+                "lag p99 ms",
+                f"from {STEADY_FROM_S:g}s",
+                "req/s",
+                "errors",
+                "status",
+                "CPU % life",
+                "CPU % run",
+                "main thr %",
+                "screen thr %",
+                "drawn B/s",
+            ],
+            [
+                [
+                    r.repeat,
+                    r.mode,
+                    fmt(r.lag_p99, 3),
+                    fmt(r.lag_steady_p99, 3),
+                    fmt(r.throughput),
+                    r.errors,
+                    r.status,
+                    fmt(r.life_cpu_pct, 1),
+                    fmt(r.run_cpu_pct, 1),
+                    fmt(r.main_pct, 1),
+                    fmt(r.screen_pct, 1),
+                    fmt(r.bytes_per_s, 0),
+                ]
+                for r in runs
+            ]
+            + [
+                [
+                    "median",
+                    mode,
+                    fmt(med(rs, "lag_p99"), 3),
+                    fmt(med(rs, "lag_steady_p99"), 3),
+                    fmt(med(rs, "throughput")),
+                    fmt(med(rs, "errors"), 0),
+                    "-",
+                    fmt(med(rs, "life_cpu_pct"), 1),
+                    fmt(med(rs, "run_cpu_pct"), 1),
+                    fmt(med(rs, "main_pct"), 1),
+                    fmt(med(rs, "screen_pct"), 1),
+                    fmt(med(rs, "bytes_per_s"), 0),
+                ]
+                for mode, rs in (("tui", on), ("no-tui", off))
+            ],
+        )
+    )
+    print(
+        "CPU: % of one core (psutil, the perfsleuth process only); life = start to exit, "
+        "run = started_at + duration_s of the run JSON; threads named by py-spy dump."
+    )
+    if len(done) < len(runs):
+        print(f"{len(runs) - len(done)} run(s) not completed: left out of the medians")
+    pairs: dict[int, dict[bool, Run]] = {}
+    for r in done:
+        pairs.setdefault(r.repeat, {})[r.tui] = r
+    ratios = [
+        p[True].lag_p99 / p[False].lag_p99
+        for p in pairs.values()
+        if len(p) == 2 and p[False].lag_p99 > 0
+    ]
+    lag_ratio = median(ratios)
+    steady_ratio = median(
+        [
+            p[True].lag_steady_p99 / p[False].lag_steady_p99
+            for p in pairs.values()
+            if len(p) == 2 and p[False].lag_steady_p99 > 0
+        ]
+    )
+    lag_on, lag_off = med(on, "lag_p99"), med(off, "lag_p99")
+    tui_cpu = med(on, "life_cpu_pct") - med(off, "life_cpu_pct")
+    tui_cpu_run = med(on, "run_cpu_pct") - med(off, "run_cpu_pct")
+    saturated = [r for r in runs if r.throughput == r.throughput and r.throughput < 0.97 * rate]
+    extra_out = med(on, "outside_s") - med(off, "outside_s")
+    print(
+        f"CPU outside the run (start-up, summary, storing): {fmt(med(on, 'outside_s'))} s "
+        f"with the TUI, {fmt(med(off, 'outside_s'))} s without: the screen's fixed cost is "
+        f"~{fmt(extra_out)} s a run, which the life figure spreads over the run's wall time."
+    )
+    if saturated:
+        print(
+            f"warning: {len(saturated)} run(s) below 97% of {rate:g} req/s: the server (or the "
+            "driver) could not keep up; lower --rate"
+        )
+    print()
+    print(
+        table(
+            ["target", "measured", "verdict"],
+            [
+                [
+                    f"schedule lag p99, TUI on / off <= {LAG_RATIO:g}x",
+                    f"{fmt(lag_ratio)}x (median of per-repeat ratios "
+                    f"{', '.join(fmt(x) for x in ratios)}; medians {fmt(lag_on, 3)} vs "
+                    f"{fmt(lag_off, 3)} ms)",
+                    verdict(lag_ratio <= LAG_RATIO if lag_ratio == lag_ratio else None),
+                ],
+                [
+                    f"  the same from second {STEADY_FROM_S:g} on (start-up left out)",
+                    f"{fmt(steady_ratio)}x (medians {fmt(med(on, 'lag_steady_p99'), 3)} vs "
+                    f"{fmt(med(off, 'lag_steady_p99'), 3)} ms)",
+                    verdict(steady_ratio <= LAG_RATIO if steady_ratio == steady_ratio else None),
+                ],
+                [
+                    f"TUI CPU < {TUI_CPU_PCT:g}% of a core (process CPU on - off, life)",
+                    f"{fmt(tui_cpu)}% ({fmt(med(on, 'life_cpu_pct'))} - "
+                    f"{fmt(med(off, 'life_cpu_pct'))}; start-up and summary included)",
+                    verdict(tui_cpu < TUI_CPU_PCT if tui_cpu == tui_cpu else None),
+                ],
+                [
+                    "  the same over the run only (started_at + duration_s)",
+                    f"{fmt(tui_cpu_run)}% ({fmt(med(on, 'run_cpu_pct'))} - "
+                    f"{fmt(med(off, 'run_cpu_pct'))})",
+                    verdict(tui_cpu_run < TUI_CPU_PCT if tui_cpu_run == tui_cpu_run else None),
+                ],
+                [
+                    "  2nd estimate: TUI runs' main thread (Textual's loop), over the run",
+                    f"{fmt(med(on, 'main_pct'))}% (+ textual-input/-output: "
+                    f"{fmt(med(on, 'screen_pct'))}%)",
+                    verdict(
+                        med(on, "main_pct") < TUI_CPU_PCT
+                        if med(on, "main_pct") == med(on, "main_pct")
+                        else None
+                    ),
+                ],
+            ],
+        )
+    )
+
+
+if __name__ == "__main__":
+    run_main(main)
