@@ -569,6 +569,7 @@ class LineChart(Widget):
         self._series: tuple[Series, ...] = ()
         self._marks: tuple[Mark, ...] = ()
         self._version = 0
+        self._style_epoch = 0
         self._cache_key: tuple[object, ...] | None = None
         self._strips: list[Strip] = []
 
@@ -603,8 +604,18 @@ class LineChart(Widget):
             return strips[y]
         return Strip.blank(self.size.width, self.visual_style.rich_style)
 
+    def notify_style_update(self) -> None:
+        # CSS changed (a theme, the -highlighted class): the cached strips hold old colours.
+        super().notify_style_update()
+        self._style_epoch += 1
+
     def _lines(self) -> list[Strip]:
         width, height = self.size
+        # Checked once per row painted: the key is cheap; the styles are resolved only when
+        # the chart is laid out again (profiling showed the lookups dominating otherwise).
+        key = (width, height, self._version, self.title, self._style_epoch)
+        if key == self._cache_key:
+            return self._strips
         component = self.get_component_rich_style
         styles = (
             component("linechart--title"),
@@ -613,9 +624,6 @@ class LineChart(Widget):
             component("linechart--message"),
         )
         base = self.visual_style.rich_style
-        key = (width, height, self._version, self.title, styles, base)
-        if key == self._cache_key:
-            return self._strips
         title_style, axis_style, tick_style, message_style = styles
         background = self.visual_style.background
         lines = render_chart(
