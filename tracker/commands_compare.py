@@ -10,12 +10,15 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from tracker.analysis.compare import Comparison, Options
 from tracker.errors import UsageError
+
+if TYPE_CHECKING:
+    from tracker.store import Store
 
 EXIT_REGRESSION = 1
 EXIT_INCONCLUSIVE = 3
@@ -74,10 +77,11 @@ def render(comparison: Comparison, fmt: str) -> str:
     return RENDERERS[fmt](doc)
 
 
-def compare(
-    run_spec: str, settings: CompareSettings, *, fmt: str, out: str | None, db_url: str | None
-) -> None:
-    """`perfsleuth compare`: print or write the report, exit per the contract."""
+def prepare(
+    run_spec: str, settings: CompareSettings, db_url: str | None
+) -> tuple[Store, Comparison]:
+    """Check the flags, open the store and compare: what the report and the compare screen
+    both start from (so their errors read the same)."""
     from tracker.comparing import compare_stored, parse_spec
     from tracker.runs import load_run
     from tracker.store import Store
@@ -87,8 +91,14 @@ def compare(
     if not 0 < settings.alpha < 0.5:
         raise UsageError(f"--alpha: {settings.alpha} is out of range; use e.g. 0.05")
     store = Store.open(db_url)
-    candidate = load_run(store, run_spec)
-    comparison = compare_stored(store, candidate, spec, options)
+    return store, compare_stored(store, load_run(store, run_spec), spec, options)
+
+
+def compare(
+    run_spec: str, settings: CompareSettings, *, fmt: str, out: str | None, db_url: str | None
+) -> None:
+    """`perfsleuth compare`: print or write the report, exit per the contract."""
+    _, comparison = prepare(run_spec, settings, db_url)
     text = render(comparison, fmt)
     if out and out != "-":
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 from xml.etree import ElementTree as ET
 
-_SYMBOL = {"regressed": "▲", "improved": "▼", "unchanged": "=", "inconclusive": "?"}
+VERDICT_SYMBOL = {"regressed": "▲", "improved": "▼", "unchanged": "=", "inconclusive": "?"}
 _MD_VERDICT = {
     "regressed": "🔴 regressed",
     "improved": "🟢 improved",
@@ -19,7 +19,7 @@ _MD_VERDICT = {
 }
 
 
-def _value(value: float | None, unit: str) -> str:
+def metric_value(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
     if unit == "":  # a rate such as error_rate: show it as a percentage
@@ -40,7 +40,7 @@ def with_unit(text: str, unit: str) -> str:
     return f"{text} {unit}".rstrip()
 
 
-def _change(metric: dict[str, Any]) -> str:
+def change_text(metric: dict[str, Any]) -> str:
     if "change_abs" in metric:
         change = metric.get("change_abs")
         return "-" if change is None else f"{change * 100:+.2f} pt"
@@ -48,7 +48,7 @@ def _change(metric: dict[str, Any]) -> str:
     return "-" if change is None else f"{change:+.1f}%"
 
 
-def _interval(metric: dict[str, Any]) -> str:
+def interval_text(metric: dict[str, Any]) -> str:
     if "ci_abs" in metric:
         ci = metric.get("ci_abs")
         return "-" if not ci else f"[{ci[0] * 100:+.2f}, {ci[1] * 100:+.2f}] pt"
@@ -56,7 +56,7 @@ def _interval(metric: dict[str, Any]) -> str:
     return "-" if not ci else f"[{ci[0]:+.1f}%, {ci[1]:+.1f}%]"
 
 
-def _baseline_label(doc: dict[str, Any]) -> str:
+def baseline_label(doc: dict[str, Any]) -> str:
     ids = doc["baseline"]["run_ids"]
     spec = doc["baseline"]["spec"]
     if not ids:
@@ -65,7 +65,7 @@ def _baseline_label(doc: dict[str, Any]) -> str:
     return f"{spec} (run{'s' if len(ids) > 1 else ''} {runs})"
 
 
-def _shown(doc: dict[str, Any], gating: bool) -> list[dict[str, Any]]:
+def shown_metrics(doc: dict[str, Any], gating: bool) -> list[dict[str, Any]]:
     """Gating metrics all; probe metrics only when they changed (the rest is noise)."""
     return [
         m
@@ -74,7 +74,7 @@ def _shown(doc: dict[str, Any], gating: bool) -> list[dict[str, Any]]:
     ]
 
 
-def _change_point(cp: dict[str, Any]) -> str:
+def change_point_text(cp: dict[str, Any]) -> str:
     return (
         f"{cp['metric']} moved {cp['change_pct']:+.1f}% ({cp['kind']}) at run {cp['run_id']}: "
         f"{cp['before']:.4g} -> {cp['after']:.4g}"
@@ -83,11 +83,11 @@ def _change_point(cp: dict[str, Any]) -> str:
 
 def render_text(doc: dict[str, Any]) -> str:
     lines = [
-        f"run {doc['run_id']} ({doc['scenario']}) vs {_baseline_label(doc)}: "
+        f"run {doc['run_id']} ({doc['scenario']}) vs {baseline_label(doc)}: "
         f"{doc['verdict'].upper()}",
         "",
     ]
-    rows = _shown(doc, True) + _shown(doc, False)
+    rows = shown_metrics(doc, True) + shown_metrics(doc, False)
     if rows:
         width = max(len(m["name"]) for m in rows)
         level = f"{doc['ci_level'] * 100:.1f}% CI"
@@ -97,14 +97,14 @@ def render_text(doc: dict[str, Any]) -> str:
         )
         for m in rows:
             lines.append(
-                f"  {m['name']:<{width}}  {_value(m['baseline'], m['unit']):>12}  "
-                f"{_value(m['candidate'], m['unit']):>12}  {_change(m):>10}  "
-                f"{_interval(m):>22}  {_SYMBOL[m['verdict']]} {m['verdict']}"
+                f"  {m['name']:<{width}}  {metric_value(m['baseline'], m['unit']):>12}  "
+                f"{metric_value(m['candidate'], m['unit']):>12}  {change_text(m):>10}  "
+                f"{interval_text(m):>22}  {VERDICT_SYMBOL[m['verdict']]} {m['verdict']}"
                 + ("" if m["gating"] else "  (probe)")
             )
     for cp in doc.get("change_points") or []:
         lines.append("")
-        lines.append(f"history: {_change_point(cp)}")
+        lines.append(f"history: {change_point_text(cp)}")
         lines.append(
             f"  accept it: perfsleuth history ack {cp['run_id']} --metric {cp['metric']} --note WHY"
         )
@@ -130,10 +130,10 @@ def render_markdown(doc: dict[str, Any]) -> str:
         f"### perfsleuth: {_MD_VERDICT[doc['verdict']]}",
         "",
         f"Run **{doc['run_id']}** (`{_md_cell(doc['scenario'])}`) compared with "
-        f"{_md_cell(_baseline_label(doc))}.",
+        f"{_md_cell(baseline_label(doc))}.",
         "",
     ]
-    rows = _shown(doc, True)
+    rows = shown_metrics(doc, True)
     if rows:
         level = f"{doc['ci_level'] * 100:.1f}% CI"
         lines += [
@@ -141,8 +141,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
             "|---|---:|---:|---:|---:|---|",
         ]
         lines += [
-            f"| `{m['name']}` | {_value(m['baseline'], m['unit'])} | "
-            f"{_value(m['candidate'], m['unit'])} | {_change(m)} | {_interval(m)} | "
+            f"| `{m['name']}` | {metric_value(m['baseline'], m['unit'])} | "
+            f"{metric_value(m['candidate'], m['unit'])} | {change_text(m)} | {interval_text(m)} | "
             f"{_MD_VERDICT[m['verdict']]} |"
             for m in rows
         ]
@@ -150,7 +150,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
     if doc.get("change_points"):
         lines.append("**Change points in the history** (not accepted)")
         lines.append("")
-        lines += [f"- {_md_cell(_change_point(cp))}" for cp in doc["change_points"]]
+        lines += [f"- {_md_cell(change_point_text(cp))}" for cp in doc["change_points"]]
         lines.append("")
     if doc["causes"]:
         lines.append("**Likely cause**")
@@ -159,7 +159,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
             lines.append(f"- **{cause['cause']}** (score {cause['score']:.2f})")
             lines.extend(f"  - {_md_cell(e)}" for e in cause["evidence"])
         lines.append("")
-    probes = _shown(doc, False)
+    probes = shown_metrics(doc, False)
     if probes:
         lines += [
             "<details><summary>Probe changes</summary>",
@@ -168,8 +168,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
             "|---|---:|---:|---:|---|",
         ]
         lines += [
-            f"| `{m['name'].removeprefix('probes.')}` | {_value(m['baseline'], m['unit'])} | "
-            f"{_value(m['candidate'], m['unit'])} | {_change(m)} | {m['verdict']} |"
+            f"| `{m['name'].removeprefix('probes.')}` | {metric_value(m['baseline'], m['unit'])} | "
+            f"{metric_value(m['candidate'], m['unit'])} | {change_text(m)} | {m['verdict']} |"
             for m in probes
         ]
         lines += ["", "</details>", ""]
@@ -186,7 +186,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
 def render_junit(doc: dict[str, Any]) -> str:
     """One test case per gating metric: a regression fails, an inconclusive one is
     skipped (CI systems show it apart), the rest pass."""
-    cases = _shown(doc, True)
+    cases = shown_metrics(doc, True)
     history = doc.get("change_points") or []
     suite = ET.Element(
         "testsuite",
@@ -211,8 +211,8 @@ def render_junit(doc: dict[str, Any]) -> str:
             suite, "testcase", {"classname": "perfsleuth.compare", "name": m["name"]}
         )
         summary = (
-            f"{m['name']}: {_value(m['baseline'], m['unit'])} -> "
-            f"{_value(m['candidate'], m['unit'])} ({_change(m)}, CI {_interval(m)})"
+            f"{m['name']}: {metric_value(m['baseline'], m['unit'])} -> "
+            f"{metric_value(m['candidate'], m['unit'])} ({change_text(m)}, CI {interval_text(m)})"
         )
         if m["verdict"] == "regressed":
             failure = ET.SubElement(case, "failure", {"message": summary, "type": "regression"})
@@ -228,7 +228,7 @@ def render_junit(doc: dict[str, Any]) -> str:
         case = ET.SubElement(
             suite, "testcase", {"classname": "perfsleuth.history", "name": cp["metric"]}
         )
-        ET.SubElement(case, "failure", {"message": _change_point(cp), "type": "change_point"})
+        ET.SubElement(case, "failure", {"message": change_point_text(cp), "type": "change_point"})
     if doc["warnings"]:
         ET.SubElement(suite, "system-err").text = "\n".join(doc["warnings"])
     ET.indent(suite)

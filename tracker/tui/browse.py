@@ -13,12 +13,9 @@ import sys
 
 import click
 
-from tracker.commands_compare import CompareSettings, exit_code
+from tracker.commands_compare import CompareSettings, exit_code, prepare
 from tracker.commands_history import EXIT_CHANGE
-from tracker.comparing import compare_stored, parse_spec
-from tracker.errors import UsageError
 from tracker.history import SERIES_LIMIT, find_scenario, scenario_history
-from tracker.runs import load_run
 from tracker.store import Store
 from tracker.tui.compare_view import verdict_line
 from tracker.tui.history_app import HistoryApp
@@ -49,15 +46,9 @@ def history_screen(
 def compare_screen(run_spec: str, settings: CompareSettings, *, db_url: str | None) -> None:
     """The comparison `compare` would report, on the compare screen; then its verdict line
     on stdout and its exit code."""
-    # The order of the checks is `commands_compare.compare`'s, so errors read the same.
-    spec = parse_spec(settings.baseline)
-    options = settings.options()
-    if not 0 < settings.alpha < 0.5:
-        raise UsageError(f"--alpha: {settings.alpha} is out of range; use e.g. 0.05")
-    store = Store.open(db_url)
-    candidate = load_run(store, run_spec)
-    comparison = compare_stored(store, candidate, spec, options)
-    source = Source(store, baseline=settings.baseline, options=options)
-    HistoryApp(source, scenario_key=candidate.record.scenario_key, comparison=comparison).run()
+    store, comparison = prepare(run_spec, settings, db_url)
+    source = Source(store, baseline=settings.baseline, options=settings.options())
+    key = store.get_run(comparison.run_id).scenario_key
+    HistoryApp(source, scenario_key=key, comparison=comparison).run()
     click.echo(verdict_line(comparison.to_json()))
     sys.exit(exit_code(comparison, settings.fail_on_inconclusive))

@@ -22,18 +22,15 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from tracker.analysis.compare import Comparison
-
-# Private to the text report, shared on purpose: one formatting of values, changes and
-# intervals for every rendering of a comparison.
 from tracker.compare_report import (
-    _SYMBOL,
-    _baseline_label,
-    _change,
-    _change_point,
-    _interval,
-    _shown,
-    _value,
+    VERDICT_SYMBOL,
+    baseline_label,
+    change_point_text,
+    change_text,
+    interval_text,
+    metric_value,
     render_text,
+    shown_metrics,
 )
 from tracker.errors import PerfsleuthError
 
@@ -86,7 +83,7 @@ def header_text(doc: dict[str, Any]) -> Text:
         (f" {verdict.upper()} ", _BADGE_STYLES[verdict]),
         "  run ",
         (str(doc["run_id"]), "bold"),
-        f" ({doc['scenario']}) vs {_baseline_label(doc)}",
+        f" ({doc['scenario']}) vs {baseline_label(doc)}",
         (f"   intervals at {doc['ci_level'] * 100:.1f}%", "dim"),
     )
 
@@ -94,7 +91,7 @@ def header_text(doc: dict[str, Any]) -> Text:
 def metric_rows(doc: dict[str, Any]) -> list[tuple[Text, ...]]:
     """Gating metrics, then probe metrics that changed, as the text report lists them."""
     rows: list[tuple[Text, ...]] = []
-    for m in _shown(doc, True) + _shown(doc, False):
+    for m in shown_metrics(doc, True) + shown_metrics(doc, False):
         verdict = m["verdict"]
         # The verdict's symbol leads the row: at 80 columns the verdict column is past
         # the right edge, the symbol and its colour are not. Probes read dim, unprefixed.
@@ -102,14 +99,14 @@ def metric_rows(doc: dict[str, Any]) -> list[tuple[Text, ...]]:
         rows.append(
             (
                 Text.assemble(
-                    (f"{_SYMBOL[verdict]} ", VERDICT_STYLES[verdict]),
+                    (f"{VERDICT_SYMBOL[verdict]} ", VERDICT_STYLES[verdict]),
                     (_cut(name, METRIC_WIDTH), "" if m["gating"] else "dim"),
                 ),
-                Text(_value(m["baseline"], m["unit"])),
-                Text(_value(m["candidate"], m["unit"])),
-                Text(_change(m), style=VERDICT_STYLES[verdict]),
-                Text(_interval(m)),  # a Text: DataTable would read "[...]" as markup
-                Text(f"{_SYMBOL[verdict]} {verdict}", style=VERDICT_STYLES[verdict]),
+                Text(metric_value(m["baseline"], m["unit"])),
+                Text(metric_value(m["candidate"], m["unit"])),
+                Text(change_text(m), style=VERDICT_STYLES[verdict]),
+                Text(interval_text(m)),  # a Text: DataTable would read "[...]" as markup
+                Text(f"{VERDICT_SYMBOL[verdict]} {verdict}", style=VERDICT_STYLES[verdict]),
             )
         )
     return rows
@@ -128,7 +125,7 @@ def explanation(doc: dict[str, Any]) -> Text:
             text.append(f"   - {line}\n")
     for cp in doc.get("change_points") or []:
         text.append("history: ", style="bold red")
-        text.append(f"{_change_point(cp)}\n")
+        text.append(f"{change_point_text(cp)}\n")
     for change in doc["environment_changes"]:
         text.append(
             f"changed: {change['key']}: {', '.join(change['baseline'])} -> {change['candidate']}\n",
