@@ -63,6 +63,13 @@ no_tui_option = click.option(
     is_flag=True,
     help="Plain progress lines instead of the live screen (also when output is not a terminal).",
 )
+refresh_option = click.option(
+    "--refresh",
+    type=DURATION,
+    default="1s",
+    show_default=True,
+    help="How often the live screen redraws (e.g. 3s over a slow SSH link).",
+)
 json_option = click.option(
     "--json", "json_path", default=None, metavar="FILE", help="Write the run JSON (- for stdout)."
 )
@@ -197,6 +204,7 @@ def cli() -> None:
 @comparison_options
 @gc_log_option
 @no_tui_option
+@refresh_option
 @json_option
 @tag_option
 @db_option
@@ -225,6 +233,7 @@ def run(ctx: click.Context, /, scenario_file: str | None, **options: Any) -> Non
     "--probe-interval", type=DURATION, default="250ms", show_default=True, help="Sampling interval."
 )
 @no_tui_option
+@refresh_option
 @json_option
 @tag_option
 @db_option
@@ -235,6 +244,7 @@ def attach(
     duration: float | None,
     probe_interval: float,
     no_tui: bool,
+    refresh: float,
     json_path: str | None,
     tag: str | None,
     db_url: str | None,
@@ -252,6 +262,7 @@ def attach(
         db_url=db_url,
         gc_log=gc_log,
         no_tui=no_tui,
+        refresh_s=refresh,
     )
 
 
@@ -266,6 +277,7 @@ def attach(
 )
 @click.option("--rate", type=float, default=4.0, show_default=True, help="Requests per second.")
 @no_tui_option
+@refresh_option
 @json_option
 @db_option
 def demo(
@@ -273,6 +285,7 @@ def demo(
     fault: str,
     rate: float,
     no_tui: bool,
+    refresh: float,
     json_path: str | None,
     db_url: str | None,
 ) -> None:
@@ -286,6 +299,7 @@ def demo(
         json_path=json_path,
         db_url=db_url,
         no_tui=no_tui,
+        refresh_s=refresh,
     )
 
 

@@ -34,6 +34,9 @@ if TYPE_CHECKING:
 _LOAD_FLAGS = ("url", "rate", "users", "duration", "warmup", "arrival", "seed", "max_inflight",
                "on_full", "path", "method", "body", "stream", "timeout")  # fmt: skip
 _EXIT_INTERRUPTED = 130
+#: The live screen's refresh: faster than the 1 s windows shows nothing new, and past a
+#: minute it no longer reads as live.
+MIN_REFRESH_S, MAX_REFRESH_S = 0.1, 60.0
 
 
 def write_json(path: str, document: dict[str, Any]) -> None:
@@ -154,7 +157,9 @@ def run(scenario_file: str | None, options: dict[str, Any], given: set[str]) -> 
     spec = scenario.target
     gc_log = options.get("gc_log")
     interval = scenario.probe_interval_s
-    tui = wants_tui(options.get("no_tui", False) or json_path == "-")
+    refresh_s = options.get("refresh")
+    refresh_s = 1.0 if refresh_s is None else refresh_s
+    tui = wants_tui(options.get("no_tui", False) or json_path == "-", refresh_s)
     log = None
     try:
         try:
@@ -197,6 +202,7 @@ def run(scenario_file: str | None, options: dict[str, Any], given: set[str]) -> 
                 control=control,
             ),
             notes=[f"the launched command's output goes to {log.name}"] if log else [],
+            refresh_s=refresh_s,
         )
     finally:
         close_probes(extra)
@@ -272,6 +278,7 @@ def attach(
     db_url: str | None,
     gc_log: str | None = None,
     no_tui: bool = False,
+    refresh_s: float = 1.0,
 ) -> None:
     """`perfsleuth attach`: probes only; exit codes as for `run`."""
     from probes import ProbeError, Target
@@ -306,7 +313,7 @@ def attach(
                 extra_probes=extra,
             )  # fmt: skip
 
-        if wants_tui(no_tui or json_path == "-"):
+        if wants_tui(no_tui or json_path == "-", refresh_s):
             from tracker.attach import target_name
             from tracker.tui.session import run_live
             from tracker.tui.state import LiveState
@@ -321,7 +328,7 @@ def attach(
                     target, store, duration_s=duration, interval_s=probe_interval, tag=tag,
                     extra_probes=extra, view=feed, control=control,
                 ),
-                plain=plain,
+                plain=plain, refresh_s=refresh_s,
             )  # fmt: skip
         else:
             result = plain()
@@ -337,11 +344,15 @@ def attach(
         sys.exit(_EXIT_INTERRUPTED)
 
 
-def wants_tui(plain: bool) -> bool:
+def wants_tui(plain: bool, refresh_s: float = 1.0) -> bool:
     """The live screen, unless asked for plain lines (`--no-tui`, `--json -`) or any of
     stdin / stdout / stderr is not a terminal (CI logs, pipes, redirections)."""
     from tracker.terminal import interactive
 
+    if not MIN_REFRESH_S <= refresh_s <= MAX_REFRESH_S:
+        raise UsageError(
+            f"--refresh: give {MIN_REFRESH_S * 1000:.0f}ms to {MAX_REFRESH_S:.0f}s, e.g. 2s"
+        )
     return not plain and interactive()
 
 
@@ -359,6 +370,7 @@ def run_with_view(
     tui: bool,
     execute: Callable[[ProgressView, RunControl | None], RunResult],
     notes: Sequence[str] = (),
+    refresh_s: float = 1.0,
 ) -> RunResult:
     """`execute(progress, control)` under the live screen (`tui`), else with plain progress
     lines; `notes` open the screen's note line."""
@@ -383,7 +395,7 @@ def run_with_view(
     state = LiveState(scenario.name, scenario.url, load.duration_s, label)
     for note in notes:
         state.add_note(note)
-    return run_live(state, execute, plain=plain)
+    return run_live(state, execute, plain=plain, refresh_s=refresh_s)
 
 
 def demo(
@@ -394,6 +406,7 @@ def demo(
     json_path: str | None,
     db_url: str | None,
     no_tui: bool = False,
+    refresh_s: float = 1.0,
 ) -> None:
     """`perfsleuth demo`: example server, streaming load, a fault at half time, before/after."""
     from probes.runtimes import close_probes, stack_probes
@@ -409,8 +422,8 @@ def demo(
     check_json_path(json_path)
     store = Store.open(db_url)
     port = demo_mod.free_port()
+    tui = wants_tui(no_tui or json_path == "-", refresh_s)
     click.echo(f"starting the example LLM server on http://127.0.0.1:{port} ...", err=True)
-    tui = wants_tui(no_tui or json_path == "-")
     log = target_log(tui)
     try:
         launched = demo_mod.start_server(port, output=log)
@@ -439,6 +452,7 @@ def demo(
                 progress=progress, extra_probes=launched.probes, control=control,
             ),
             notes=[f"the example server's output goes to {log.name}"] if log else [],
+            refresh_s=refresh_s,
         )  # fmt: skip
     finally:
         target.terminate()

@@ -44,6 +44,8 @@ def test_port_with_no_server_fails_the_run_with_exit_4_and_stores_it(tmp_path):
         (["run", "--url", "http://127.0.0.1:1/", "--body", "{oops"], "--body"),
         (["run", "--url", "http://127.0.0.1:1/", "--attach", "999999999"], "pid"),
         (["demo", "--fault", "disk"], "--fault"),
+        (["demo", "--refresh", "10ms"], "--refresh"),
+        (["run", "--url", "http://127.0.0.1:1/", "--refresh", "0s"], "--refresh"),
         (["show", "42"], "no run 42"),
         (["show", "99999999999999999999999"], "not a run id"),
         (["run", "--url", "http://127.0.0.1:1/", "--rate", "inf"], "--rate"),

@@ -18,10 +18,14 @@ from tracker.tui.finding_screen import FindingScreen
 from tracker.tui.live import LiveApp, LiveFeed
 from tracker.tui.state import LiveState
 
+#: The screens here redraw every 20 ms (1 s in use); a pause of TICK lets one redraw happen.
+REFRESH_S, TICK = 0.02, 0.06
 
-def _app(quits: list[int] | None = None) -> LiveApp:
+
+def _app(quits: list[int] | None = None, refresh_s: float = REFRESH_S) -> LiveApp:
     state = LiveState("demo: streaming", "http://127.0.0.1:8000", 20.0, "open 4 req/s")
-    return LiveApp(state, on_quit=None if quits is None else (lambda: quits.append(1)))
+    on_quit = None if quits is None else (lambda: quits.append(1))
+    return LiveApp(state, on_quit=on_quit, refresh_s=refresh_s)
 
 
 def _drive(
@@ -55,7 +59,7 @@ def test_windows_from_the_run_thread_fill_the_charts_and_header() -> None:
 
     async def body(pilot: Pilot[None]) -> None:
         _feed_from_a_thread(app, 6)
-        await pilot.pause()
+        await pilot.pause(TICK)
         header = _text(app, "#header")
         assert "demo: streaming" in header and "6s / 20s" in header
         assert "driver lag p99 2" in header
@@ -78,14 +82,14 @@ def test_a_finding_appears_with_its_cause_highlights_charts_and_opens() -> None:
     async def body(pilot: Pilot[None]) -> None:
         _feed_from_a_thread(app, 10, slow_from=5)
         LiveFeed(app).finding(finding("unexplained", 0.0))
-        await pilot.pause()
+        await pilot.pause(TICK)
         findings = app.query_one("#findings", OptionList)
         assert "latency p50 +100% since 5s: cause not clear yet" in str(
             findings.get_option_at_index(0).prompt
         )
         assert any("latency p50 +100%" in n.message for n in app._notifications)
         LiveFeed(app).finding(finding("contention", 0.84))  # firmer, the same event
-        await pilot.pause()
+        await pilot.pause(TICK)
         assert findings.option_count == 1
         assert "contention (confidence 0.84)" in str(findings.get_option_at_index(0).prompt)
         assert len(app._notifications) == 1  # one toast per event, not per re-attribution
@@ -94,12 +98,12 @@ def test_a_finding_appears_with_its_cause_highlights_charts_and_opens() -> None:
         assert app.query_one("#probe-0", LineChart).highlighted  # the evidence's panel
         assert not app.query_one("#probe-4", LineChart).highlighted
         await pilot.press("o")
-        await pilot.pause()
+        await pilot.pause(TICK)
         assert isinstance(app.screen, FindingScreen)
         text = str(app.screen.query_one("#finding-text", Static).render())
         assert "involuntary switches 900/s" in text and "CPU contention" in text
         await pilot.press("escape")
-        await pilot.pause()
+        await pilot.pause(TICK)
         assert not isinstance(app.screen, FindingScreen)
 
     _drive(app, (120, 40), body)
@@ -115,9 +119,31 @@ def test_the_stack_panel_shows_the_newest_window_s_top_functions() -> None:
             FunctionTime("stream (llm_server.py)", 0, 90, 0.0, 90.0),
         ]
         LiveFeed(app).stacks(12.0, 1.0, top)
-        await pilot.pause()
+        await pilot.pause(TICK)
         text = _text(app, "#stacks")
         assert "60.0%  burn (llm_server.py)" in text and "stream" not in text  # self time
+
+    _drive(app, (120, 40), body)
+
+
+def test_what_arrives_between_two_refreshes_is_drawn_once_at_the_next() -> None:
+    app = _app(refresh_s=0.4)
+
+    async def body(pilot: Pilot[None]) -> None:
+        await pilot.pause(0.45)  # just after a tick
+        drawn: list[int] = []
+        original = app._redraw
+
+        def counting() -> None:
+            drawn.append(1)
+            original()
+
+        app._redraw = counting  # type: ignore[method-assign]
+        _feed_from_a_thread(app, 3)
+        await pilot.pause(0.05)
+        assert "0s / 20s" in _text(app, "#header") and not drawn  # not yet: coalesced
+        await pilot.pause(0.4)
+        assert "3s / 20s" in _text(app, "#header") and drawn == [1]  # three windows, one draw
 
     _drive(app, (120, 40), body)
 
@@ -127,7 +153,7 @@ def test_a_saturated_driver_is_called_out() -> None:
 
     async def body(pilot: Pilot[None]) -> None:
         LiveFeed(app).window(window(0, 800.0, lag_ms=40.0), {})
-        await pilot.pause()
+        await pilot.pause(TICK)
         assert "DRIVER SATURATED" in _text(app, "#header")
 
     _drive(app, (120, 40), body)
@@ -139,22 +165,22 @@ def test_keys_pause_toggle_panels_and_quit_asks_the_run_to_stop_first() -> None:
 
     async def body(pilot: Pilot[None]) -> None:
         _feed_from_a_thread(app, 3)
-        await pilot.pause()
+        await pilot.pause(TICK)
         await pilot.press("p")
         LiveFeed(app).window(window(3, 900.0), PROBES)
-        await pilot.pause()
+        await pilot.pause(TICK)
         assert "paused" in _text(app, "#header") and "3s / 20s" in _text(app, "#header")
         await pilot.press("p")
-        await pilot.pause()
+        await pilot.pause(TICK)
         assert "4s / 20s" in _text(app, "#header")  # caught up on resume
         await pilot.press("f")
         assert not app.query_one("#findings").display
         await pilot.press("q")
-        await pilot.pause()
+        await pilot.pause(TICK)
         assert quits == [1] and app.is_running  # the run stores itself, then ends the app
         assert "stopping" in _text(app, "#header")
         await pilot.press("q")  # a second q leaves at once
-        await pilot.pause()
+        await pilot.pause(TICK)
         assert not app.is_running
 
     _drive(app, (120, 40), body)
@@ -165,7 +191,7 @@ def test_at_80x24_the_probe_column_collapses_and_s_brings_it_back() -> None:
 
     async def body(pilot: Pilot[None]) -> None:
         _feed_from_a_thread(app, 3)
-        await pilot.pause()
+        await pilot.pause(TICK)
         assert not app.query_one("#probes").display
         assert app.query_one("#chart-latency").display
         await pilot.press("s")

@@ -21,14 +21,14 @@ def _app() -> LiveApp:
         "demo: streaming completions", "http://127.0.0.1:8000/v1/completions", 40.0,
         "open 4 req/s",
     )  # fmt: skip
-    return LiveApp(state)
+    return LiveApp(state, refresh_s=0.02)
 
 
 async def _mid_demo(pilot: Pilot[None]) -> None:
     demo_run(LiveFeed(pilot.app))  # type: ignore[arg-type]
-    await pilot.pause()
+    await pilot.pause(0.06)  # a redraw (every 20 ms here)
     pilot.app.clear_notifications()  # the toast's timer is not part of the layout
-    await pilot.pause()
+    await pilot.pause(0.06)
 
 
 @pytest.mark.parametrize("size", [(80, 24), (120, 40)])

@@ -112,12 +112,16 @@ class LiveApp(App[None]):
         state: LiveState,
         on_quit: Callable[[], None] | None = None,
         on_ready: Callable[[], None] | None = None,
+        refresh_s: float = 1.0,
     ) -> None:
         """`on_quit`: ask the run to stop (from `q`); `on_ready`: start feeding (called
-        once the app runs: `post_message` from another thread is only safe from then on)."""
+        once the app runs: `post_message` from another thread is only safe from then on);
+        `refresh_s`: how often the screen redraws what arrived."""
         super().__init__()
         self.state = state
         self.paused = False
+        self.refresh_s = refresh_s
+        self._dirty = False
         self._on_quit = on_quit
         self._on_ready = on_ready
         self._quitting = False
@@ -145,6 +149,11 @@ class LiveApp(App[None]):
 
     def on_mount(self) -> None:
         self._redraw()
+        # Messages only fold data in; the screen is drawn on this clock. Windows arrive once
+        # a second, but workers' windows, probe readings, findings and stack windows come
+        # on their own beats: one redraw per tick draws them all (and a slower refresh
+        # spares a slow SSH link).
+        self.set_interval(self.refresh_s, self._tick)
         if self._on_ready is not None:
             self._on_ready()
 
@@ -152,30 +161,30 @@ class LiveApp(App[None]):
 
     def on_window_closed(self, message: WindowClosed) -> None:
         self.state.add_window(message.window, message.probes)
-        if not self.paused:
-            self._redraw()
+        self._dirty = True
 
     def on_probes_read(self, message: ProbesRead) -> None:
         self.state.add_probes(message.t_s, message.probes)
-        if not self.paused:
-            self._redraw()
+        self._dirty = True
 
     def on_found(self, message: Found) -> None:
         if self.state.add_finding(message.finding):
             line = self.state.finding_line(message.finding)
             self.notify(line, title="degradation", severity="warning", timeout=8)
-        self._redraw_findings()
-        if not self.paused:
-            self._redraw_charts()
+        self._dirty = True
 
     def on_noted(self, message: Noted) -> None:
         self.state.add_note(message.text)
-        self._redraw_header()
+        self._dirty = True
 
     def on_stacks_taken(self, message: StacksTaken) -> None:
         self.state.add_stacks(message.end_s, message.duration_s, message.top)
-        if not self.paused:
-            self._redraw_stacks()
+        self._dirty = True
+
+    def _tick(self) -> None:
+        if self._dirty and not self.paused:
+            self._dirty = False
+            self._redraw()
 
     def on_option_list_option_selected(self, message: OptionList.OptionSelected) -> None:
         self._open(message.option_index)
@@ -195,6 +204,7 @@ class LiveApp(App[None]):
     def action_pause(self) -> None:
         self.paused = not self.paused
         if not self.paused:
+            self._dirty = False
             self._redraw()
         self._redraw_header()
 

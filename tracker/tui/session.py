@@ -28,6 +28,7 @@ def run_live(
     headless: bool = False,
     size: tuple[int, int] | None = None,
     plain: Callable[[], T] | None = None,
+    refresh_s: float = 1.0,
 ) -> T:
     """`work(feed, control)` in a worker thread while the live screen shows `feed`.
 
@@ -48,7 +49,7 @@ def run_live(
 
     worker = threading.Thread(target=body, name="perfsleuth-run", daemon=True)
     # The worker starts once the app is mounted: posting to it is safe from then on.
-    app = LiveApp(state, on_quit=control.request_stop, on_ready=worker.start)
+    app = LiveApp(state, on_quit=control.request_stop, on_ready=worker.start, refresh_s=refresh_s)
 
     def on_signal(_signum: int, _frame: object) -> None:
         control.request_stop()  # `kill`, CI cancelling a job: stop and store, as Ctrl-C
