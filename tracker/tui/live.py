@@ -122,6 +122,7 @@ class LiveApp(App[None]):
         self.paused = False
         self.refresh_s = refresh_s
         self._dirty = False
+        self._shown: dict[str, object] = {}  # what each text panel shows, to skip no-ops
         self._on_quit = on_quit
         self._on_ready = on_ready
         self._quitting = False
@@ -248,9 +249,10 @@ class LiveApp(App[None]):
             driver = f"  [b red]DRIVER SATURATED[/]: schedule lag p99 {format_ms(lag)}"
         clock = f"{s.elapsed_s:.0f}s / {s.total_s:.0f}s" if s.total_s else f"{s.elapsed_s:.0f}s"
         note = f"\n» {escape(s.notes[-1])}" if s.notes else ""
-        self.query_one("#header", Static).update(
+        self._update(
+            "#header",
             f"[b]{escape(s.scenario)}[/b]  {escape(s.target)}  {escape(s.load)}\n"
-            f"{clock} ({phase}){driver}{note}"
+            f"{clock} ({phase}){driver}{note}",
         )
 
     def _redraw_charts(self) -> None:
@@ -291,25 +293,37 @@ class LiveApp(App[None]):
                 panel.clear_options()
                 panel.add_option(Option("no degradation so far", id="none", disabled=True))
             return
-        highlighted = panel.highlighted
-        panel.clear_options()
-        panel.add_options(
-            Option(f"[b yellow]!{i}[/] {escape(self.state.finding_line(f))}")
+        lines = tuple(
+            f"[b yellow]!{i}[/] {escape(self.state.finding_line(f))}"
             for i, f in enumerate(findings, 1)
         )
+        if self._shown.get("#findings") == lines:
+            return  # rebuilding the list would reset the reader's scroll for nothing
+        self._shown["#findings"] = lines
+        highlighted = panel.highlighted
+        panel.clear_options()
+        panel.add_options(Option(line) for line in lines)
         panel.highlighted = highlighted if highlighted is not None else len(findings) - 1
 
     def _redraw_stacks(self) -> None:
         view = self.state.stacks
-        widget = self.query_one("#stacks", Static)
         if view is None:
-            widget.update("[b]top functions[/b]\n[dim]no stack samples (Python: py-spy)[/dim]")
+            self._update(
+                "#stacks", "[b]top functions[/b]\n[dim]no stack samples (Python: py-spy)[/dim]"
+            )
             return
         rows = [f"{f.self_pct:5.1f}%  {escape(f.function)}" for f in view.top[:6] if f.self_samples]
-        widget.update(
+        self._update(
+            "#stacks",
             f"[b]top functions[/b] [dim](self time, {view.duration_s:.1f}s to "
-            f"{view.end_s:.0f}s)[/dim]\n" + ("\n".join(rows) or "[dim]idle[/dim]")
+            f"{view.end_s:.0f}s)[/dim]\n" + ("\n".join(rows) or "[dim]idle[/dim]"),
         )
+
+    def _update(self, selector: str, text: str) -> None:
+        """Set a text panel, unless it already shows `text` (an update re-lays it out)."""
+        if self._shown.get(selector) != text:
+            self._shown[selector] = text
+            self.query_one(selector, Static).update(text)
 
 
 class LiveFeed:
