@@ -293,8 +293,9 @@ class RunControl:
 class LiveWatch:
     """The degradation detector, fed each window and probe sample on its own thread (never
     the driver's event loop). While the run goes, each degradation is attributed as it is
-    flagged, and again every `REATTRIBUTE_S` while it lasts (its evidence grows), and
-    handed to the live view; at the end the whole run is attributed for the store."""
+    flagged, again every `REATTRIBUTE_S` while it lasts (its evidence grows) and once more
+    when it ends, and handed to the live view; at the end the whole run is attributed for
+    the store."""
 
     #: Seconds between two attributions of an open degradation.
     REATTRIBUTE_S = 5.0
@@ -313,23 +314,24 @@ class LiveWatch:
         self._pool.submit(self._series.add, sample)
 
     def _step(self, window: Window) -> None:
+        before = len(self._detector.closed)
         flagged = self._detector.add(window)
-        now = window.start_s + window.duration_s
-        if self._progress is None or (
-            not flagged and now - self._attributed_at < self.REATTRIBUTE_S
-        ):
-            return
+        closed = self._detector.closed
+        ended = closed[before:]
         ongoing = self._detector.open_now()
-        if not ongoing:
+        now = window.start_s + window.duration_s
+        due = ongoing and now - self._attributed_at >= self.REATTRIBUTE_S
+        if self._progress is None or not (flagged or ended or due):
             return
         self._attributed_at = now
         # Closed events stay in: they are left out of the steady state the open ones are
         # judged against.
-        findings = attribute_run(
-            [*self._detector.closed, *ongoing], self._detector.stats, self._series.means()
-        )
+        findings = attribute_run([*closed, *ongoing], self._detector.stats, self._series.means())
         for finding in findings:
-            if finding.end_s >= now:
+            # The open events, and those that just ended (their final interval).
+            if finding.end_s >= now or any(
+                finding.start_s <= d.start_s and d.end_s <= finding.end_s for d in ended
+            ):
                 self._progress.finding(finding)
 
     def findings(self, *, driver_saturated: bool) -> list[FindingRecord]:

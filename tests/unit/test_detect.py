@@ -6,10 +6,12 @@ import random
 
 import pytest
 
+from probes.stacks_profile import FunctionTime
 from tracker.analysis.attribute import attribute_run, probe_series
 from tracker.analysis.detect import OnlineDetector, WindowStat, detect
 from tracker.metrics import LATENCY, Window
-from tracker.store import SampleRecord
+from tracker.runner import LiveWatch
+from tracker.store import FindingRecord, SampleRecord
 
 
 def windows(
@@ -229,3 +231,45 @@ def test_the_same_rise_without_more_load_is_contention() -> None:
     })  # fmt: skip
     found = attribute_run(_degradation(), _stats(backlog_from=30), probe_series(samples))
     assert found[0].cause == "contention"
+
+
+class _Seen:
+    """The live view's side of `LiveWatch`: what it was handed."""
+
+    def __init__(self) -> None:
+        self.found: list[FindingRecord] = []
+
+    def window(self, window: Window, probes: dict[str, float]) -> None: ...
+
+    def note(self, message: str) -> None: ...
+
+    def finding(self, finding: FindingRecord) -> None:
+        self.found.append(finding)
+
+    def stacks(self, end_s: float, duration_s: float, top: list[FunctionTime]) -> None: ...
+
+
+def test_the_live_watch_attributes_as_flagged_while_it_lasts_and_when_it_ends() -> None:
+    seen = _Seen()
+    watch = LiveWatch(seen)
+    rng = random.Random(3)
+    for w in windows(60, slow=(30, 45, 2.0)):
+        for k in range(4):  # 4 Hz, the sampler's default
+            t = w.start_s + k * 0.25
+            delay = (400.0 if 30 <= t < 45 else 5.0) + rng.random()
+            watch.add_sample(SampleRecord(t, {"cpu.run_delay_ms_per_s": delay}, True, None))
+        watch.add(w)
+    stored = watch.findings(driver_saturated=False)
+    # Named while the run went, within 5 s of the onset, with its evidence ...
+    first = seen.found[0]
+    assert first.cause == "contention" and first.flagged_at_s is not None
+    assert first.flagged_at_s <= 35 and any("run delay" in e for e in first.evidence)
+    # ... again as it lasted, and once more when it ended, with its final interval.
+    assert len({f.end_s for f in seen.found}) >= 3
+    last = seen.found[-1]
+    assert 44 <= last.end_s <= 48 and last.cause == "contention"
+    assert {f.flagged_at_s for f in seen.found} == {first.flagged_at_s}  # one event
+    # The stored finding, attributed over the whole run, agrees.
+    assert [(f.cause, f.start_s, f.end_s) for f in stored] == [
+        (last.cause, last.start_s, last.end_s)
+    ]

@@ -23,9 +23,8 @@ from tracker.store.records import FindingRecord
 def finding_text(f: FindingRecord, *, live: bool) -> str:
     """The finding as Rich markup, most important first."""
     lines = [f"[b]{escape(headline(f))}[/b]", ""]
-    span = f"{f.start_s:.0f}s .. {f.end_s:.0f}s"
     flagged = f", flagged at {f.flagged_at_s:.0f}s" if f.flagged_at_s is not None else ""
-    lines.append(f"interval {span}{flagged}" + (" (still going)" if live else ""))
+    lines.append(f"from {f.start_s:.0f}s to {f.end_s:.0f}s{flagged}")
     if f.causes:
         ranked = ", ".join(f"{c['cause']} {float(c['score']):.2f}" for c in f.causes)
         lines.append(f"causes ranked: {escape(ranked)}")
@@ -36,8 +35,9 @@ def finding_text(f: FindingRecord, *, live: bool) -> str:
     if live:
         lines += [
             "",
-            "[dim]Attributed on the seconds so far; the run attributes it again, over the "
-            "whole run, when it ends (`perfsleuth show latest`).[/dim]",
+            f"[dim]Attributed on the seconds up to {f.end_s:.0f}s (again every 5 s while it "
+            "lasts, and when it ends); the run attributes it once more, over the whole run, "
+            "when it ends (`perfsleuth show latest`).[/dim]",
         ]
     return "\n".join(lines)
 
