@@ -30,6 +30,14 @@ SCHEDULE_LAG = "schedule_lag"
 LOOP_LAG = "loop_lag"  # the driver's event loop: how late a 50 ms timer fires
 INFLIGHT_WAIT = "inflight_wait"  # open model with --max-inflight queue: waiting for a slot
 SESSION = "session"  # a whole session, from its intended start to its last response
+# Asynchronous tasks (a session step that polls): from the intended submission to the
+# response that said done (also recorded as `latency`: what the user waited for) ...
+TASK = "task"
+TASK_SUBMIT = "task_submit"  # ... the submission request (from its actual send)
+TASK_QUEUE = "task_queue"  # ... the queue wait the API reported (submitted -> running)
+TASK_POLL = "task_poll"  # ... each status request (from its actual send)
+# Window counters of tasks.
+TASKS_OK, TASKS_FAILED, TASK_POLLS = "tasks_ok", "tasks_failed", "task_polls"
 
 
 def per_request(name: str, request: str) -> str:

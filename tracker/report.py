@@ -69,6 +69,19 @@ def _load_lines(doc: dict[str, Any]) -> list[str]:
                 sessions.get("duration_ms"),
             )
         )
+    tasks = doc.get("tasks")
+    if tasks:
+        lines.append(
+            _pct_row(f"tasks ({tasks['ok']} ok, {tasks['failed']} failed)", tasks.get("e2e_ms"))
+        )
+        lines.append(_pct_row("  task submission", tasks.get("submit_ms")))
+        if tasks.get("queue_ms"):
+            lines.append(_pct_row("  task queue wait", tasks.get("queue_ms")))
+        lines.append(_pct_row("  status requests", tasks.get("poll_ms")))
+        lines.append(
+            f"  {tasks['polls']} status requests, {tasks['polls_per_task']:.1f} a task; "
+            f"{tasks['completed_per_s']:.2f} tasks/s done"
+        )
     llm = doc.get("llm")
     if llm:
         lines.append(_pct_row("TTFT", llm.get("ttft_ms")))

@@ -19,6 +19,13 @@ from tracker.metrics import (
     LOOP_LAG,
     SCHEDULE_LAG,
     SESSION,
+    TASK,
+    TASK_POLL,
+    TASK_POLLS,
+    TASK_QUEUE,
+    TASK_SUBMIT,
+    TASKS_FAILED,
+    TASKS_OK,
     TOKENS_COUNTED,
     TOKENS_FROM_USAGE,
     TPOT,
@@ -42,6 +49,7 @@ ERROR_CLASSES = (
     "check_failed",
     "extract_failed",
     "template",
+    "task_failed",
     "other",
 )
 
@@ -123,6 +131,7 @@ def load_sections(
         },
         "requests_by_name": by_name or None,
         "sessions": _sessions(total),
+        "tasks": _tasks(total, duration),
         "target_rate_rps": target_rate,
         "throughput_rps": round(total.ok / duration, 3) if duration else 0.0,
         "latency_ms": _pct(total, LATENCY),
@@ -138,6 +147,27 @@ def load_sections(
                 p is not None and p["p99"] > SATURATION_LAG_P99_MS for p in (lag, loop_lag)
             ),
         },
+    }
+
+
+def _tasks(total: Window, duration: float) -> dict[str, Any] | None:
+    """Asynchronous tasks (session steps that poll): counts, and each part of the wait."""
+    ok = total.counters.get(TASKS_OK, 0)
+    failed = total.counters.get(TASKS_FAILED, 0)
+    if not ok and not failed:
+        return None
+    polls = total.counters.get(TASK_POLLS, 0)
+    return {
+        "total": ok + failed,
+        "ok": ok,
+        "failed": failed,  # by class in requests.errors_by_class (timeout, task_failed, ...)
+        "completed_per_s": round(ok / duration, 3) if duration else 0.0,
+        "e2e_ms": _pct(total, TASK),
+        "submit_ms": _pct(total, TASK_SUBMIT),
+        "queue_ms": _pct(total, TASK_QUEUE),
+        "poll_ms": _pct(total, TASK_POLL),
+        "polls": polls,
+        "polls_per_task": round(polls / (ok + failed), 3),
     }
 
 

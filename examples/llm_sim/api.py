@@ -21,6 +21,7 @@ from starlette.routing import Route
 from .config import FAULTS, Config, Json
 from .engine import Engine, Finished, GenRequest
 from .faults import Faults, GcStats
+from .tasks import SIMULATE, Task, TaskBoard
 
 
 def count_tokens(text: str) -> int:
@@ -106,6 +107,7 @@ class Api:
     def __init__(self, cfg: Config, engine: Engine, faults: Faults, gc_stats: GcStats) -> None:
         self.cfg, self.engine, self.faults, self.gc_stats = cfg, engine, faults, gc_stats
         self.started = time.time()
+        self.tasks = TaskBoard(engine)
 
     async def _generate(
         self,
@@ -222,10 +224,8 @@ class Api:
             request, req, body, chunk, lambda f: {**head, "choices": [], "usage": _usage(f)}, whole
         )
 
-    async def inference(self, request: Request) -> Response:
-        body = await _json_body(request)
-        req, sid = self._prompt_request(request, body)
-
+    @staticmethod
+    def _inference_result(req: GenRequest, sid: str | None) -> Render:
         def whole(f: Finished) -> Json:
             return {
                 "id": req.id,
@@ -239,6 +239,12 @@ class Api:
                 "total_ms": f.total_ms,
             }
 
+        return whole
+
+    async def inference(self, request: Request) -> Response:
+        body = await _json_body(request)
+        req, sid = self._prompt_request(request, body)
+        whole = self._inference_result(req, sid)
         return await self._generate(
             request,
             req,
@@ -246,6 +252,50 @@ class Api:
             lambda i, tok: {"id": req.id, "index": i, "text": tok},
             lambda f: {**whole(f), "done": True},
             whole,
+        )
+
+    async def submit_task(self, request: Request) -> Response:
+        """`/v1/inference`'s body; answers at once with the task id (202), or 503 when the
+        engine's queue is full."""
+        body = await _json_body(request)
+        simulate = _field(body, "simulate", str)
+        if simulate is not None and simulate not in SIMULATE:
+            raise BadRequest(f"'simulate' must be one of {', '.join(SIMULATE)}")
+        req, sid = self._prompt_request(request, body)
+        task = self.tasks.submit(req, self._inference_result(req, sid), simulate)
+        if task is None:
+            return JSONResponse({"error": "queue full"}, status_code=503)
+        return JSONResponse(task.view(), status_code=202)
+
+    def _task(self, request: Request) -> Task | None:
+        return self.tasks.get(str(request.path_params["task_id"]))
+
+    async def task_status(self, request: Request) -> Response:
+        task = self._task(request)
+        if task is None:
+            return JSONResponse({"error": "no such task"}, status_code=404)
+        return JSONResponse(task.view())
+
+    async def task_events(self, request: Request) -> Response:
+        """Server-sent events: the task's view on each status change; the stream ends after
+        `done` or `failed` (a hung task's stream lasts until the client leaves)."""
+        task = self._task(request)
+        if task is None:
+            return JSONResponse({"error": "no such task"}, status_code=404)
+
+        async def events() -> AsyncIterator[str]:
+            last = None
+            while True:
+                view = task.view()
+                if view["status"] != last:
+                    last = view["status"]
+                    yield _sse(view)
+                if last in ("done", "failed"):
+                    return
+                await asyncio.sleep(0.005)
+
+        return StreamingResponse(
+            events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
         )
 
     async def health(self, _request: Request) -> Response:
@@ -276,6 +326,7 @@ class Api:
                 "slowdown": self.engine.slowdown,
                 **self.engine.state(),
                 "gc": self.gc_stats.state(),
+                "tasks": self.tasks.state(),
                 "uptime_s": round(time.time() - self.started, 3),
                 "pid": os.getpid(),
                 "iters_per_ms": round(self.engine.burner.iters_per_ms, 1),
@@ -292,6 +343,9 @@ class Api:
                 Route("/v1/completions", self.completions, methods=post),
                 Route("/v1/chat/completions", self.chat, methods=post),
                 Route("/v1/inference", self.inference, methods=post),
+                Route("/v1/tasks", self.submit_task, methods=post),
+                Route("/v1/tasks/{task_id}", self.task_status, methods=get),
+                Route("/v1/tasks/{task_id}/events", self.task_events, methods=get),
                 Route("/health", self.health, methods=get),
                 Route("/admin/fault", self.admin_fault, methods=post),
                 Route("/admin/slowdown", self.admin_slowdown, methods=post),

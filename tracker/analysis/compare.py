@@ -72,6 +72,12 @@ SERVICE_RULES: dict[str, Rule] = {
     "llm.tpot_ms.p99": Rule("lower", 0.10, "ms"),
     "llm.output_tokens_per_s": Rule("higher", 0.05, "tokens/s"),
     "llm.goodput_rps": Rule("higher", 0.05, "req/s"),
+    # Asynchronous tasks: their whole wait is `latency_ms` (which gates); the parts of it
+    # explain a change (queued longer, or a slower submission) without gating twice.
+    "tasks.queue_ms.p50": Rule("lower", 0.10, "ms", gating=False),
+    "tasks.queue_ms.p99": Rule("lower", 0.10, "ms", gating=False),
+    "tasks.submit_ms.p50": Rule("lower", 0.10, "ms", gating=False),
+    "tasks.submit_ms.p99": Rule("lower", 0.10, "ms", gating=False),
 }
 #: Probe means move a lot between runs; 20% is a change worth explaining.
 PROBE_THRESHOLD = 0.20

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tracker.metrics import ITL, LATENCY, TPOT, TTFT, Window
+from tracker.metrics import ITL, LATENCY, TASK_QUEUE, TASK_SUBMIT, TPOT, TTFT, Window
 
 if TYPE_CHECKING:  # analysis takes plain records and never loads the store (SQLAlchemy)
     from tracker.store import SampleRecord
@@ -40,6 +40,8 @@ FAMILIES: tuple[tuple[str, str], ...] = (
     (TTFT, "llm.ttft_ms"),
     (ITL, "llm.itl_ms"),
     (TPOT, "llm.tpot_ms"),
+    (TASK_QUEUE, "tasks.queue_ms"),
+    (TASK_SUBMIT, "tasks.submit_ms"),
 )
 
 

@@ -21,6 +21,7 @@ from tracker.driver.loads import run_closed, run_open, sleep_until
 from tracker.driver.prepared import RenderError, RequestMix, WireRequest
 from tracker.driver.request import Outcome, execute
 from tracker.driver.session import run_session
+from tracker.driver.tasks import TaskEnd
 from tracker.metrics import (
     INFLIGHT_WAIT,
     ITL,
@@ -29,6 +30,13 @@ from tracker.metrics import (
     LOOP_LAG,
     SCHEDULE_LAG,
     SESSION,
+    TASK,
+    TASK_POLL,
+    TASK_POLLS,
+    TASK_QUEUE,
+    TASK_SUBMIT,
+    TASKS_FAILED,
+    TASKS_OK,
     TOKENS_COUNTED,
     TOKENS_FROM_USAGE,
     TPOT,
@@ -174,15 +182,21 @@ class Driver:
     # -- the SessionHost interface used by sessions -------------------------------------
 
     async def send(
-        self, wire: WireRequest, intended: float, *, capture: bool
+        self, wire: WireRequest, intended: float, *, capture: bool, inband_errors: bool = True
     ) -> tuple[Outcome, float | None]:
         assert self._pool is not None
         if self._slots is None:
-            return await execute(self._pool, wire, intended, capture=capture), None
+            out = await execute(
+                self._pool, wire, intended, capture=capture, inband_errors=inband_errors
+            )
+            return out, None
         asked = time.monotonic()
         async with self._slots:
             waited_ms = (time.monotonic() - asked) * 1000.0
-            return await execute(self._pool, wire, intended, capture=capture), waited_ms
+            out = await execute(
+                self._pool, wire, intended, capture=capture, inband_errors=inband_errors
+            )
+            return out, waited_ms
 
     def note_sent(self, now: float) -> None:
         self._window_at(now).sent += 1
@@ -199,6 +213,35 @@ class Driver:
         window.bump("sessions_ok" if ok else "sessions_failed")
         if ok:
             window.hist(SESSION).record_ms((now - intended) * 1000.0)
+
+    def task_submitted(self, out: Outcome) -> None:
+        if out.error is None:
+            window = self._window_at(out.ended)
+            window.hist(TASK_SUBMIT).record_ms((out.ended - out.sent) * 1000.0)
+
+    def task_polled(self, out: Outcome | None) -> None:
+        window = self._window_at(time.monotonic() if out is None else out.ended)
+        window.bump(TASK_POLLS)
+        if out is not None and out.error is None:
+            window.hist(TASK_POLL).record_ms((out.ended - out.sent) * 1000.0)
+
+    def task_done(self, end: TaskEnd, intended: float, sent: float) -> None:
+        window = self._window_at(end.ended)
+        window.completed += 1
+        if end.error is not None:
+            window.add_error(end.error)
+            window.bump(TASKS_FAILED)
+            return
+        window.ok += 1
+        window.bump(TASKS_OK)
+        latency_ms = (end.ended - intended) * 1000.0
+        window.hist(LATENCY).record_ms(latency_ms)
+        window.hist(TASK).record_ms(latency_ms)
+        window.hist(LATENCY_UNCORRECTED).record_ms((end.ended - sent) * 1000.0)
+        if end.queue_ms is not None:
+            window.hist(TASK_QUEUE).record_ms(end.queue_ms)
+        if self._goodput is not None and self._goodput.is_good(None, None, latency_ms):
+            window.good += 1
 
     # -- windows -----------------------------------------------------------------------
 

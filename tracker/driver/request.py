@@ -64,12 +64,19 @@ def _status_error(status: int) -> str | None:
 
 
 async def execute(
-    pool: Pool, wire: WireRequest, intended: float, *, capture: bool = False
+    pool: Pool,
+    wire: WireRequest,
+    intended: float,
+    *,
+    capture: bool = False,
+    inband_errors: bool = True,
 ) -> Outcome:
     """Send `wire` now; `intended` is when the schedule wanted it sent.
 
     With `capture`, the outcome also keeps the body, the headers and the reply text
-    (session steps extract values from them and carry the chat history forward).
+    (session steps extract values from them and carry the chat history forward). Without
+    `inband_errors`, an event carrying an `error` is data, not a failed stream (a task's
+    status events say `failed` that way; the session's `poll.fail` judges them).
     """
     spec = wire.spec
     checks = spec.checks
@@ -88,7 +95,7 @@ async def execute(
             out.error = None if explicit_status else _status_error(status)
             body = b""
             if out.error is None and spec.stream == "sse":
-                body = await _read_sse(response, out, keep_body)
+                body = await _read_sse(response, out, keep_body, inband_errors)
             else:
                 body = await response.read()
                 if out.error is None:
@@ -108,7 +115,9 @@ async def execute(
     return out
 
 
-async def _read_sse(response: Response, out: Outcome, keep_body: bool) -> bytes:
+async def _read_sse(
+    response: Response, out: Outcome, keep_body: bool, inband_errors: bool = True
+) -> bytes:
     chunks = out.chunk_times
     kept: list[str] = []
     events = 0
@@ -123,7 +132,7 @@ async def _read_sse(response: Response, out: Outcome, keep_body: bool) -> bytes:
         if chunk is None:
             continue
         events += 1
-        if chunk.error is not None:
+        if chunk.error is not None and inband_errors:
             out.error = "stream_error"
             done = True
             continue

@@ -6,7 +6,10 @@ each later step is intended when the previous one ended plus its pause. Values e
 from a response fill `{{ name }}` in later steps; with chat history, each chat step's
 `messages` follow the conversation so far (user turns and the assistant's replies).
 A failed step ends its session; a session running when the load ends is finished (the
-driver's drain waits for it, bounded by the request timeout).
+driver's drain waits for it, bounded by the request timeout). A step with `poll` waits for
+the task the step before it submitted (`tracker.driver.tasks`): the task, from its
+intended submission to the response that said done, is what the run's counts and latency
+see, not the submission or the status requests.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ from tracker.driver.extract import extract
 from tracker.driver.feeders import FeederExhausted
 from tracker.driver.prepared import RenderError, RequestMix, WireRequest
 from tracker.driver.request import Outcome
-from tracker.scenario import SessionSpec
+from tracker.driver.tasks import TaskEnd, wait_for_task
+from tracker.scenario import SessionSpec, SessionStep
 
 
 class SessionHost(Protocol):
@@ -31,7 +35,7 @@ class SessionHost(Protocol):
     exhausted: bool
 
     async def send(
-        self, wire: WireRequest, intended: float, *, capture: bool
+        self, wire: WireRequest, intended: float, *, capture: bool, inband_errors: bool = True
     ) -> tuple[Outcome, float | None]:
         """Send (waiting for an in-flight slot if capped): the outcome and the wait in ms."""
 
@@ -46,6 +50,15 @@ class SessionHost(Protocol):
 
     def session_done(self, ok: bool, intended: float) -> None:
         """Count a finished session and its duration from its intended start."""
+
+    def task_submitted(self, out: Outcome) -> None:
+        """Time a task's submission (its own family, not the run's latency)."""
+
+    def task_polled(self, out: Outcome | None) -> None:
+        """Count one status request of a task."""
+
+    def task_done(self, end: TaskEnd, intended: float, sent: float) -> None:
+        """Count a decided task: the run's latency runs from its intended submission."""
 
 
 def _with_history(
@@ -69,9 +82,21 @@ async def run_session(
     variables: dict[str, Any] = {}
     history: list[dict[str, Any]] = []
     planned = intended
-    for turn, step in enumerate(spec.steps, start=1):
+    submitted: tuple[float, float, float] | None = None  # a task's (intended, sent, answered)
+    steps = spec.steps
+    for turn, step in enumerate(steps, start=1):
         now = time.monotonic()
         prepared = mix.by_name[step.request]
+        if step.poll is not None and submitted is not None:
+            end = await wait_for_task(host, step, prepared.render, variables, submitted[0],
+                                      submitted[2])  # fmt: skip
+            host.task_done(end, submitted[0], submitted[1])
+            if end.error is not None:
+                host.session_done(False, intended)
+                return
+            planned, submitted = await _paused(step, turn, len(steps), rng), None
+            continue
+        submits = turn < len(steps) and steps[turn].poll is not None
         try:
             wire = prepared.render(variables)
         except FeederExhausted:
@@ -94,6 +119,15 @@ async def run_session(
                     out.error = "extract_failed"
                     break
                 variables[x.name] = value
+        if submits:
+            # The task, not its submission, is what the run counts (when it is decided).
+            host.task_submitted(out)
+            if out.error is not None:
+                host.task_done(TaskEnd(out.error, out.ended), planned, out.sent)
+                host.session_done(False, intended)
+                return
+            submitted = (planned, out.sent, out.ended)
+            continue
         host.record(out, waited, turn)
         if out.error is not None:
             host.session_done(False, intended)
@@ -101,10 +135,14 @@ async def run_session(
         if step_messages:
             history.extend(step_messages)
             history.append({"role": "assistant", "content": out.text})
-        planned = time.monotonic()
-        if step.pause is not None and turn < len(spec.steps):
-            pause = rng.uniform(*step.pause)
-            if pause > 0:
-                await asyncio.sleep(pause)
-            planned = time.monotonic()
+        planned = await _paused(step, turn, len(steps), rng)
     host.session_done(True, intended)
+
+
+async def _paused(step: SessionStep, turn: int, steps: int, rng: random.Random) -> float:
+    """Sleep the step's pause (none after the last step); the next step is intended now."""
+    if step.pause is not None and turn < steps:
+        pause = rng.uniform(*step.pause)
+        if pause > 0:
+            await asyncio.sleep(pause)
+    return time.monotonic()

@@ -3,10 +3,12 @@
 from tracker.scenario.flags import build_scenario, validate_url
 from tracker.scenario.model import (
     Check,
+    Condition,
     DatasetSpec,
     Extraction,
     GoodputSpec,
     LoadSpec,
+    PollSpec,
     RequestSpec,
     Scenario,
     SessionSpec,
@@ -17,10 +19,12 @@ from tracker.scenario.model import (
 
 __all__ = [
     "Check",
+    "Condition",
     "DatasetSpec",
     "Extraction",
     "GoodputSpec",
     "LoadSpec",
+    "PollSpec",
     "RequestSpec",
     "Scenario",
     "SessionSpec",

@@ -175,12 +175,62 @@ class Extraction:
 
 
 @dataclass(frozen=True)
+class Condition:
+    """Extracted variables hold given values: every variable one of its values."""
+
+    values: tuple[tuple[str, tuple[Any, ...]], ...]  # (variable, accepted values)
+
+    def holds(self, variables: dict[str, Any]) -> bool:
+        return all(
+            name in variables and _same(variables[name], accepted) for name, accepted in self.values
+        )
+
+
+def _same(value: Any, accepted: tuple[Any, ...]) -> bool:
+    # JSON true is not the number 1 here, as it is not in the API that sent it.
+    return any((type(value) is type(a) and value == a) or _numbers(value, a) for a in accepted)
+
+
+def _numbers(a: Any, b: Any) -> bool:
+    numeric = (int, float)
+    return (
+        isinstance(a, numeric)
+        and isinstance(b, numeric)
+        and not isinstance(a, bool)
+        and not isinstance(b, bool)
+        and a == b
+    )
+
+
+@dataclass(frozen=True)
+class PollSpec:
+    """A step repeated until its task is done: an asynchronous task API's status endpoint
+    (polled) or event stream (watched, reconnecting). The step before it submitted the
+    task; the task's latency counts from that submission's intended send time."""
+
+    until: Condition
+    fail: Condition | None = None
+    interval_s: float = 0.2
+    backoff: float = 1.0  # each wait is the previous one times this
+    max_interval_s: float | None = None
+    max_wait_s: float = 60.0  # from the intended submission: then the task is a `timeout`
+    queue_wait: Extraction | None = None  # the API's own queue wait, in milliseconds
+
+    def wait_after(self, polls: int) -> float:
+        """Seconds between the end of poll `polls` (0: the submission) and the next."""
+        wait = self.interval_s * self.backoff**polls
+        return min(wait, self.max_interval_s) if self.max_interval_s is not None else wait
+
+
+@dataclass(frozen=True)
 class SessionStep:
-    """One step of a session: a named request, what to extract, and a pause after it."""
+    """One step of a session: a named request, what to extract, and a pause after it;
+    with `poll`, repeated until the task the step before it submitted is done."""
 
     request: str
     extract: tuple[Extraction, ...] = ()
     pause: tuple[float, float] | None = None  # seconds, [min, max]
+    poll: PollSpec | None = None
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from tracker.scenario.model import (
     TargetSpec,
     Threshold,
 )
+from tracker.scenario.poll import parse_poll
 from tracker.transport.message import header_problem
 
 _TOP = ("name", "description", "url", "probe_interval", "target", "load", "defaults",
@@ -56,6 +57,10 @@ _PCT_METRICS = {
     "itl": "llm.itl_ms",
     "tpot": "llm.tpot_ms",
     "schedule_lag": "driver.schedule_lag_ms",
+    # Asynchronous tasks: the whole wait, the submission, the queue wait the API reports.
+    "task": "tasks.e2e_ms",
+    "task_submit": "tasks.submit_ms",
+    "task_queue": "tasks.queue_ms",
 }
 _SCALAR_THRESHOLDS = {
     "error_rate": ("requests.error_rate", "max", ""),
@@ -64,7 +69,7 @@ _SCALAR_THRESHOLDS = {
     "output_tokens_per_s": ("llm.output_tokens_per_s", "min", "tokens/s"),
 }
 _THRESHOLD_KEY = re.compile(
-    r"^(latency_uncorrected|latency|ttft|itl|tpot|schedule_lag)_(p50|p90|p95|p99|p999|max|mean)$"
+    rf"^({'|'.join(sorted(_PCT_METRICS, key=len, reverse=True))})_(p50|p90|p95|p99|p999|max|mean)$"
 )
 
 
@@ -257,7 +262,10 @@ class _Reader:
         steps: list[SessionStep] = []
         for i, item in enumerate(table.table_list("steps")):
             st = Table(
-                item, f"session.steps[{i}]", ("request", "extract", "pause"), source=self.source
+                item,
+                f"session.steps[{i}]",
+                ("request", "extract", "pause", "poll"),
+                source=self.source,
             )
             request = cast(str, st.string("request", required=True))
             if request not in names:
@@ -265,7 +273,18 @@ class _Reader:
                 hint = f"did you mean {close[0]!r}?" if close else "requests: " + ", ".join(names)
                 st.fail(f"no request named {request!r}; {hint}", key="request")
             pause = self.think_time(st, "pause")
-            steps.append(SessionStep(request, self.extractions(st), pause))
+            extracted = self.extractions(st)
+            poll = parse_poll(st, extracted, self.extraction)
+            if poll is not None and i == 0:
+                st.fail("the first step cannot poll: the step before it submits the task")
+            if poll is not None and steps and steps[-1].poll is not None:
+                st.fail("the step before a polling step must submit a task, not poll one")
+            if poll is not None and steps and steps[-1].pause is not None:
+                st.fail(
+                    "the step before a polling step submits the task: give it no pause (the "
+                    "poll's interval sets when the first status request goes)"
+                )
+            steps.append(SessionStep(request, extracted, pause, poll))
         if not steps:
             table.fail("needs at least one [[session.steps]] table", key="steps")
         chat = table.raw("chat_history", True)
@@ -283,29 +302,31 @@ class _Reader:
                 st.fail(
                     f"{name!r} is not a valid variable name (letters, digits, _)", key="extract"
                 )
-            ex = Table(
-                spec, f"{st.where}.extract.{name}", ("json", "header", "regex"), source=self.source
-            )
-            given = [k for k in ("json", "header", "regex") if ex.has(k)]
-            if len(given) != 1:
-                ex.fail("give exactly one of json, header or regex")
-            kind = given[0]
-            source = cast(str, ex.string(kind, required=True))
-            path: tuple[str | int, ...] = ()
-            if kind == "json":
-                try:
-                    path = parse_json_path(source)
-                except ValueError as exc:
-                    ex.fail(str(exc), key="json")
-            elif kind == "regex":
-                try:
-                    compiled = re.compile(source)
-                except re.error as exc:
-                    ex.fail(f"not a valid regular expression: {exc}", key="regex")
-                if compiled.groups > 1:
-                    ex.fail("use at most one capturing group (its match is the value)", key="regex")
-            out.append(Extraction(name, cast(Any, kind), path, source))
+            out.append(self.extraction(spec, f"{st.where}.extract.{name}", name))
         return tuple(out)
+
+    def extraction(self, spec: Any, where: str, name: str = "") -> Extraction:
+        """One `{json = PATH}`, `{header = NAME}` or `{regex = PATTERN}` table."""
+        ex = Table(spec, where, ("json", "header", "regex"), source=self.source)
+        given = [k for k in ("json", "header", "regex") if ex.has(k)]
+        if len(given) != 1:
+            ex.fail("give exactly one of json, header or regex")
+        kind = given[0]
+        source = cast(str, ex.string(kind, required=True))
+        path: tuple[str | int, ...] = ()
+        if kind == "json":
+            try:
+                path = parse_json_path(source)
+            except ValueError as exc:
+                ex.fail(str(exc), key="json")
+        elif kind == "regex":
+            try:
+                compiled = re.compile(source)
+            except re.error as exc:
+                ex.fail(f"not a valid regular expression: {exc}", key="regex")
+            if compiled.groups > 1:
+                ex.fail("use at most one capturing group (its match is the value)", key="regex")
+        return Extraction(name, cast(Any, kind), path, source)
 
     def headers(self, table: Table) -> dict[str, str]:
         raw = table.raw("headers", {})
