@@ -13,6 +13,7 @@ from textual.pilot import Pilot
 from textual.widgets import OptionList, Static
 
 from probes.stacks_profile import FunctionTime
+from tracker.metrics import TASK_QUEUE, TASK_SUBMIT
 from tracker.tui.chart import LineChart
 from tracker.tui.finding_screen import FindingScreen
 from tracker.tui.live import LiveApp, LiveFeed
@@ -122,6 +123,25 @@ def test_the_stack_panel_shows_the_newest_window_s_top_functions() -> None:
         await pilot.pause(TICK)
         text = _text(app, "#stacks")
         assert "60.0%  burn (llm_server.py)" in text and "stream" not in text  # self time
+
+    _drive(app, (120, 40), body)
+
+
+def test_a_task_api_run_shows_the_task_s_wait_and_its_parts() -> None:
+    app = _app()
+
+    async def body(pilot: Pilot[None]) -> None:
+        await pilot.pause(TICK)
+        assert not app.query_one("#chart-tasks").display  # no tasks: no chart
+        w = window(0, 1500.0)
+        for name, ms in ((TASK_SUBMIT, 4.0), (TASK_QUEUE, 600.0)):
+            w.hist(name).record_ms(ms)
+        LiveFeed(app).window(w, {})
+        await pilot.pause(TICK)
+        tasks = app.query_one("#chart-tasks", LineChart)
+        assert tasks.display and "queue p50 600" in tasks.title and "submit p50 4" in tasks.title
+        latency = app.query_one("#chart-latency", LineChart)
+        assert latency.title.startswith("task latency (submitted -> done)")
 
     _drive(app, (120, 40), body)
 

@@ -36,11 +36,21 @@ SERVICE_CHARTS: tuple[tuple[str, str, tuple[tuple[str, str, str], ...]], ...] = 
     ("ttft", "TTFT", (("ttft_p50", "p50", "cyan"),)),
     ("itl", "ITL", (("itl_p50", "p50", "cyan"),)),
     ("tokens", "tokens/s", (("tokens_per_s", "tokens/s", "green"),)),
+    # Asynchronous tasks: latency above is the whole wait; these are parts of it.
+    (
+        "tasks",
+        "task parts",
+        (("task_queue_p50", "queue p50", "yellow"), ("task_submit_p50", "submit p50", "cyan")),
+    ),
 )
 _LLM_CHARTS = frozenset({"ttft", "itl", "tokens"})
+#: CSS classes that show a chart only for runs that have its data (app.tcss).
+_KIND = {**dict.fromkeys(_LLM_CHARTS, "llm-chart"), "tasks": "task-chart"}
 #: Charts that give way on a short terminal (tokens/s follows throughput, ITL follows TTFT).
 _MINOR_CHARTS = frozenset({"itl", "tokens"})
-_MS_SERIES = frozenset({"latency_p50", "latency_p99", "ttft_p50", "itl_p50"})
+_MS_SERIES = frozenset(
+    {"latency_p50", "latency_p99", "ttft_p50", "itl_p50", "task_queue_p50", "task_submit_p50"}
+)
 #: Schedule lag p99 past which the driver itself adds latency (the run JSON's `saturated`).
 SATURATED_LAG_MS = 10.0
 
@@ -132,7 +142,7 @@ class LiveApp(App[None]):
         with Horizontal(id="body"):
             with Vertical(id="service"):
                 for key, title, _ in SERVICE_CHARTS:
-                    kind = "llm-chart" if key in _LLM_CHARTS else ""
+                    kind = _KIND.get(key, "")
                     minor = "minor-chart" if key in _MINOR_CHARTS else ""
                     yield LineChart(
                         title, id=f"chart-{key}", classes=f"service-chart {kind} {minor}"
@@ -258,6 +268,7 @@ class LiveApp(App[None]):
     def _redraw_charts(self) -> None:
         s = self.state
         self.screen.set_class(s.is_llm(), "-llm")  # the LLM charts show (app.tcss)
+        self.screen.set_class(s.has_tasks(), "-tasks")
         flagged = s.flagged_charts()
         marks = _marks(s.found.values())
         for key, title, lines in SERVICE_CHARTS:
@@ -266,6 +277,8 @@ class LiveApp(App[None]):
             latest = "  ".join(
                 f"{label} {_value(name, s.series[name][-1][1])}" for name, label, _ in shown
             )
+            if key == "latency" and s.has_tasks():
+                title = "task latency (submitted -> done)"
             chart.title = f"{title}  {latest}" if latest else title
             chart.highlighted = key in flagged
             chart.set_data(

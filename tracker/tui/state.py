@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from probes.stacks_profile import FunctionTime
 from tracker.analysis.attribute import evidence_metrics, headline
-from tracker.metrics import ITL, LATENCY, SCHEDULE_LAG, TTFT, Window
+from tracker.metrics import ITL, LATENCY, SCHEDULE_LAG, TASK_QUEUE, TASK_SUBMIT, TTFT, Window
 from tracker.store.records import FindingRecord
 
 #: Seconds of history the charts keep (the widest chart is narrower than this).
@@ -102,6 +102,8 @@ class LiveState:
             ("latency_p99", LATENCY, 99.0),
             ("ttft_p50", TTFT, 50.0),
             ("itl_p50", ITL, 50.0),
+            ("task_queue_p50", TASK_QUEUE, 50.0),
+            ("task_submit_p50", TASK_SUBMIT, 50.0),
         ):
             h = window.histograms.get(hist)
             if h is not None and h.count:
@@ -146,6 +148,10 @@ class LiveState:
 
     def is_llm(self) -> bool:
         return "ttft_p50" in self.series
+
+    def has_tasks(self) -> bool:
+        """An asynchronous task API: latency is each task's whole wait."""
+        return "task_submit_p50" in self.series
 
     def flagged_charts(self) -> set[str]:
         """Charts the findings touch: the service chart of each degraded metric, and the
