@@ -14,8 +14,9 @@ both. A thread drains the pty's master all the time (the screen would block on i
 otherwise) and counts the bytes drawn.
 
 Per run: `driver.schedule_lag_ms.p99` and the throughput from the run JSON, the run's
-status from its store, and the perfsleuth process's CPU (psutil, this process only, no
-children: user + system, polled every 0.2 s until it exits) as % of one core, over its
+status from its store, and the CPU of the perfsleuth process and its children (psutil:
+user + system, polled every 0.2 s until it exits; with the screen the driver runs in a
+child process, which the per-thread list shows as "child processes") as % of one core, over its
 whole life (start-up and summary included) and over the run itself (`started_at` +
 `duration_s` of the run JSON). Per thread (psutil `threads()`), named by one
 `py-spy dump --nonblocking` at mid-run: with the screen the main thread runs Textual's
@@ -356,14 +357,25 @@ def run_once(
             name_at = time.monotonic() + 2.0 + duration / 2  # mid-run, after the start-up
             deadline = time.monotonic() + duration + 120.0
             ps = psutil.Process(proc.pid)
+            # CPU of the whole tree: with the screen the driver runs in a child process.
+            # A child's last reading is kept after it exits.
+            last_cpu: dict[int, float] = {}
+            children = Series()
             while proc.poll() is None:
                 try:
                     now = time.time()
                     times = ps.cpu_times()
                     threads = ps.threads()
+                    kids = ps.children(recursive=True)
                 except psutil.Error:
                     break
-                total.points.append((now, times.user + times.system))
+                for kid in kids:
+                    with contextlib.suppress(psutil.Error):
+                        kid_times = kid.cpu_times()
+                        last_cpu[kid.pid] = kid_times.user + kid_times.system
+                kids_s = sum(last_cpu.values())
+                children.points.append((now, kids_s))
+                total.points.append((now, times.user + times.system + kids_s))
                 for th in threads:
                     per_tid.setdefault(th.id, Series()).points.append(
                         (now, th.user_time + th.system_time)
@@ -401,6 +413,8 @@ def run_once(
             for tid, series in per_tid.items():
                 name = "MainThread" if tid == proc.pid else names.get(tid, "?")
                 by_name[name] = by_name.get(name, 0.0) + series.rate_pct(t0, t1)
+            if last_cpu:
+                by_name["child processes"] = children.rate_pct(t0, t1)
             run.threads_pct = dict(sorted(by_name.items(), key=lambda kv: -kv[1]))
             run.main_pct = by_name.get("MainThread", math.nan)
             if run.tui and names and -1 not in names:
@@ -585,8 +599,9 @@ def report(runs: Sequence[Run], rate: float) -> None:
         )
     )
     print(
-        "CPU: % of one core (psutil, the perfsleuth process only); life = start to exit, "
-        "run = started_at + duration_s of the run JSON; threads named by py-spy dump."
+        "CPU: % of one core (psutil, the perfsleuth process and its children); "
+        "life = start to exit, run = started_at + duration_s of the run JSON; "
+        "threads named by py-spy dump."
     )
     if len(done) < len(runs):
         print(f"{len(runs) - len(done)} run(s) not completed: left out of the medians")

@@ -377,7 +377,11 @@ def run_with_view(
     from tracker.progress import ProgressPrinter
 
     def plain() -> RunResult:
-        return execute(ProgressPrinter(scenario.load.duration_s), None)
+        printer = ProgressPrinter(scenario.load.duration_s)
+        try:
+            return execute(printer, None)
+        finally:
+            printer.close()
 
     if not tui:
         return plain()

@@ -6,7 +6,10 @@ view (`tracker.tui.live.LiveFeed`) implements too.
 
 from __future__ import annotations
 
+import queue
 import sys
+import threading
+from collections.abc import Callable
 from typing import Protocol, TextIO
 
 from probes.stacks_profile import FunctionTime
@@ -35,14 +38,55 @@ class ProgressView(StacksView, Protocol):
 
 
 class ProgressPrinter:
-    """Writes `[ 12s/40s] 4 req/s ok 4 err 0 p50 812ms p99 1.2s ...` lines."""
+    """Writes `[ 12s/40s] 4 req/s ok 4 err 0 p50 812ms p99 1.2s ...` lines.
+
+    `window` is called on the driver's event loop: it only queues the window. A thread of
+    its own computes the percentiles (~1 ms each with hdrh) and writes, so neither the
+    arithmetic nor a slow reader of stderr (a full pipe to a CI log) delays a send. `close`
+    writes what is queued and stops the thread.
+    """
 
     def __init__(self, total_s: float, stream: TextIO | None = None) -> None:
         self._total = total_s
         self._stream = stream if stream is not None else sys.stderr
         self._causes: dict[float | None, str] = {}
+        self._jobs: queue.SimpleQueue[Callable[[], str | None] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._write, name="perfsleuth-progress")
+        self._thread.daemon = True  # never keeps a finished command alive
+        self._thread.start()
 
     def window(self, window: Window, probes: dict[str, float]) -> None:
+        self._jobs.put(lambda: self._window_line(window, probes))
+
+    def note(self, message: str) -> None:
+        self._jobs.put(lambda: f"  » {message}")
+
+    def finding(self, finding: FindingRecord) -> None:
+        self._jobs.put(lambda: self._finding_line(finding))
+
+    def stacks(self, end_s: float, duration_s: float, top: list[FunctionTime]) -> None:
+        """Not printed: a line per second is all a log takes (`show` lists them)."""
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Write every queued line, then stop (before the command prints its summary)."""
+        self._jobs.put(None)
+        self._thread.join(timeout_s)
+
+    def _write(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            line = job()
+            if line is not None:
+                print(line, file=self._stream, flush=True)
+
+    def _finding_line(self, finding: FindingRecord) -> str | None:
+        # Re-attributed every few seconds while it lasts: a line only when the cause changes.
+        key = finding.flagged_at_s
+        if self._causes.get(key) == finding.cause:
+            return None
+        self._causes[key] = finding.cause
+        return f"  » degradation: {headline(finding)}"
+
+    def _window_line(self, window: Window, probes: dict[str, float]) -> str:
         end = window.start_s + window.duration_s
         parts = [f"[{end:4.0f}s/{self._total:.0f}s]"]
         parts.append(f"sent {window.sent:>4}")
@@ -67,21 +111,4 @@ class ProgressPrinter:
             parts.append("(warm-up)")
         elif end > self._total + 0.5:
             parts.append("(draining in-flight requests)")
-        self._print(" ".join(parts))
-
-    def note(self, message: str) -> None:
-        self._print(f"  » {message}")
-
-    def finding(self, finding: FindingRecord) -> None:
-        # Re-attributed every few seconds while it lasts: a line only when the cause changes.
-        key = finding.flagged_at_s
-        if self._causes.get(key) == finding.cause:
-            return
-        self._causes[key] = finding.cause
-        self.note(f"degradation: {headline(finding)}")
-
-    def stacks(self, end_s: float, duration_s: float, top: list[FunctionTime]) -> None:
-        """Not printed: a line per second is all a log takes (`show` lists them)."""
-
-    def _print(self, line: str) -> None:
-        print(line, file=self._stream, flush=True)
+        return " ".join(parts)

@@ -9,6 +9,8 @@ import threading
 import time
 from pathlib import Path
 
+from support.live_data import window
+
 from probes.runtimes import close_probes, launch_with_gc_probes
 from tracker.commands import target_log
 from tracker.progress import ProgressPrinter
@@ -29,10 +31,43 @@ def test_plain_progress_prints_a_finding_again_only_when_its_cause_changes() -> 
     printer.finding(_finding("unexplained", 0.0))
     printer.finding(_finding("contention", 0.6))
     printer.finding(_finding("contention", 0.8))  # firmer, same cause: no new line
+    printer.close()  # lines are written by the printer's own thread
     assert out.getvalue().splitlines() == [
         "  » degradation: latency p50 +36% since 9s: cause not clear yet",
         "  » degradation: latency p50 +36% since 9s: contention (confidence 0.60)",
     ]
+
+
+class _StuckStream(io.StringIO):
+    """stderr piped to a reader that does not read: writes wait until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def write(self, text: str) -> int:
+        self.release.wait(10)
+        return super().write(text)
+
+
+def test_plain_progress_never_holds_up_the_driver_s_loop() -> None:
+    stream = _StuckStream()
+    printer = ProgressPrinter(20.0, stream)
+    returned = threading.Event()
+
+    def on_the_loop() -> None:
+        for i in range(3):
+            printer.window(window(i, 800.0), {"mem.rss_mb": 120.0})
+        returned.set()
+
+    threading.Thread(target=on_the_loop).start()
+    # The calls return while the first write is still stuck (and no line is lost).
+    assert returned.wait(5) and stream.getvalue() == ""
+    stream.release.set()
+    printer.close()
+    lines = stream.getvalue().splitlines()
+    assert [line.split("]")[0] for line in lines] == ["[   1s/20s", "[   2s/20s", "[   3s/20s"]
+    assert all("p50  800ms" in line and "rss   120MB" in line for line in lines), lines
 
 
 def test_a_stop_request_before_the_run_binds_is_kept_and_one_after_is_delivered() -> None:

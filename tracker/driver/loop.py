@@ -8,6 +8,7 @@ forces the standard loop, e.g. to rule uvloop out when a result looks odd.
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib.util
 import os
 from collections.abc import Callable, Coroutine, Mapping
@@ -51,6 +52,18 @@ def _factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def run(coro: Coroutine[Any, Any, T], name: str) -> T:
-    """Run `coro` to completion on a new event loop of kind `name` (see event_loop_name)."""
-    with asyncio.Runner(loop_factory=_factory(name)) as runner:
-        return runner.run(coro)
+    """Run `coro` to completion on a new event loop of kind `name` (see event_loop_name).
+
+    The objects alive when it starts (imports, the store, the live screen's widgets) are
+    frozen out of the garbage collector's reach until it ends. A full collection holds the
+    GIL while it walks every tracked object: with the live screen's heap that took 70-95 ms
+    (`benchmarks/tui_overhead.py`), and every send due meanwhile went that late. Frozen, it
+    walks only what the run itself made. (perfsleuth's own advice to a Python server whose
+    GC pauses it finds, taken by its driver.)
+    """
+    gc.freeze()
+    try:
+        with asyncio.Runner(loop_factory=_factory(name)) as runner:
+            return runner.run(coro)
+    finally:
+        gc.unfreeze()

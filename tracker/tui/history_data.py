@@ -30,12 +30,8 @@ def _rate(value: float) -> str:
     return f"{value:.1f}/s"
 
 
-def _tokens(value: float) -> str:
-    return f"{value:.0f} tok/s"
-
-
-#: Trend charts: (history metric, title, how a value reads), in screen order. TTFT and
-#: tokens only appear for streamed LLM runs (their series are empty otherwise).
+#: Trend charts: (history metric, title, how a value reads), in screen order. TTFT only
+#: appears for streamed LLM runs (its series are empty otherwise).
 TREND_METRICS: tuple[tuple[str, str, Callable[[float], str]], ...] = (
     ("latency_ms.p50", "latency p50", format_ms),
     ("latency_ms.p99", "latency p99", format_ms),

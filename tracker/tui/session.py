@@ -8,6 +8,8 @@ through `RunControl` instead of signal handlers.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import sys
 import threading
@@ -19,6 +21,34 @@ from tracker.tui.live import LiveApp, LiveFeed
 from tracker.tui.state import LiveState
 
 T = TypeVar("T")
+
+#: The GIL switch interval while the screen runs (Python's default is 5 ms).
+SWITCH_INTERVAL_S = 0.0001
+#: How much nicer (lower priority) the screen's thread is than the run's: on a shared
+#: core the kernel then runs a driver thread that wakes for a send before the redraw
+#: (nice 10 still leaves the screen ~10% of a busy core, plenty for a 1 s refresh). Not
+#: 19: a redraw preempted while it holds the GIL keeps the driver waiting for it, and
+#: lag p99 measured 1.34x of --no-tui at 19 against 1.12x at 10 (RESULTS.md §11).
+SCREEN_NICE = 10
+
+
+def _lower_priority(tid: int) -> int | None:
+    """Make thread `tid` SCREEN_NICE nicer; its nice value before, or None if refused."""
+    try:
+        before = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(before + SCREEN_NICE, 19))
+    except OSError:
+        return None
+    return before
+
+
+def _restore_priority(tid: int, before: int | None) -> None:
+    if before is None:
+        return
+    # Raising a priority back needs CAP_SYS_NICE (or RLIMIT_NICE): without it the rest of
+    # the command (printing the summary) just runs nicer.
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, tid, before)
 
 
 def run_live(
@@ -39,7 +69,13 @@ def run_live(
     control = RunControl()
     outcome: dict[str, Any] = {}
 
+    screen_tid = threading.get_native_id()
+    priority: dict[str, int | None] = {}
+
     def body() -> None:
+        # Lowered from here, not before the screen starts this thread: a thread inherits
+        # its creator's nice value, and an unprivileged one cannot raise it back.
+        priority["before"] = _lower_priority(screen_tid)
         try:
             outcome["result"] = work(LiveFeed(app), control)
         except BaseException as exc:  # noqa: BLE001  (re-raised in the main thread)
@@ -55,9 +91,17 @@ def run_live(
         control.request_stop()  # `kill`, CI cancelling a job: stop and store, as Ctrl-C
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    # The screen's redraw is pure Python on this thread, tens of ms each second. A driver
+    # timer that fires meanwhile waits for the GIL until the interpreter's switch interval
+    # (5 ms) forces a hand-over: that was most of the screen's cost to schedule lag p99
+    # (benchmarks/tui_overhead.py). A 0.1 ms interval hands it over within that.
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
         app.run(headless=headless, size=size)
     finally:
+        sys.setswitchinterval(switch)
+        _restore_priority(screen_tid, priority.get("before"))
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         if worker.is_alive():
