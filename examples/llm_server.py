@@ -32,7 +32,7 @@ if _HERE not in sys.path:
 
 import uvicorn  # noqa: E402
 from llm_sim.api import Api  # noqa: E402
-from llm_sim.config import FAULTS, Config  # noqa: E402
+from llm_sim.config import FAULTS, STEP_COSTS, Config  # noqa: E402
 from llm_sim.engine import CpuBurner, Engine  # noqa: E402
 from llm_sim.faults import Faults, GcStats  # noqa: E402
 
@@ -52,6 +52,13 @@ def parse_args(argv: list[str] | None = None) -> Config:
     add("--fault", choices=FAULTS, default="none")
     add("--fault-at", type=float, default=0.0, help="seconds after start to switch it on")
     add("--fault-strength", type=float, default=1.0, help="scales the fault's intensity")
+    add(
+        "--step-cost",
+        choices=STEP_COSTS,
+        default="cpu",
+        help="cpu: a step burns CPU (a CPU-bound server); wait: it sleeps, as a server waits "
+        "for its GPU (latency then follows the costs, not the host's CPU speed)",
+    )
     a = p.parse_args(argv)
     if min(a.max_batch, a.max_queue, a.kv_capacity) < 1:
         p.error("--max-batch, --max-queue and --kv-capacity must be >= 1")

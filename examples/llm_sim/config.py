@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 FAULTS = ("none", "cpu", "gc", "io")
+STEP_COSTS = ("cpu", "wait")
 Json = dict[str, Any]
 
 
@@ -27,3 +28,4 @@ class Config:
     fault: str
     fault_at: float
     fault_strength: float
+    step_cost: str = "cpu"  # "cpu": steps burn CPU; "wait": they sleep (a GPU's time)

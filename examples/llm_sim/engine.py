@@ -231,7 +231,10 @@ class Engine:
                 + self.cfg.prefill_ms_per_token * prefill
             ) * self.slowdown
             t0 = time.perf_counter()
-            self.burner.burn(cost)
+            if self.cfg.step_cost == "wait":
+                time.sleep(cost / 1000.0)
+            else:
+                self.burner.burn(cost)
             if (hook := self.step_hook) is not None:
                 try:
                     hook()

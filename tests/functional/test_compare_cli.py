@@ -46,7 +46,10 @@ def test_a_a_unchanged_slowdown_regressed_small_shift_not_flagged(tmp_path: Path
     db = f"sqlite:///{tmp_path / 'runs.db'}"
     # No per-sequence step cost: latency no longer depends on how requests happen to
     # batch, which varies from run to run by more than the 5% a p50 comparison resolves.
-    with running_llm_server("--per-seq-ms", "0") as server:
+    # Steps that wait instead of burning CPU: a CPU-bound server's speed drifts by 5-12%
+    # within a minute on a shared VM (the same step measured 17.3 ms, then 15.0 ms four
+    # runs later), a real change an A/A against one baseline run rightly calls regressed.
+    with running_llm_server("--per-seq-ms", "0", "--step-cost", "wait") as server:
         # Run 1 warms the server up (its first seconds under load are slower); it is not
         # comparable with the others (another duration).
         assert _run(server.url, db, tmp_path, duration="3s").returncode == 0
