@@ -91,13 +91,15 @@ def build_run_scenario(
         )
     target = _target_from_flags(options)
     if scenario_file is not None:
-        clash = [f for f in _LOAD_FLAGS if f in given]
+        clash = [f for f in _LOAD_FLAGS if f in given and f != "duration"]
         if clash:
             flag = "--" + clash[0].replace("_", "-")
             raise UsageError(
                 f"{flag}: a scenario file sets the load; change {scenario_file} instead"
             )
         scenario = load_scenario(scenario_file)
+        if "duration" in given:
+            scenario = _with_duration(scenario, options["duration"], scenario_file)
         if target is not None:
             scenario = replace(scenario, target=target)
         if interval is not None:
@@ -130,6 +132,23 @@ def build_run_scenario(
         on_full=options["on_full"],
         workers=options["workers"],
     )
+
+
+def _with_duration(scenario: Scenario, duration_s: float, scenario_file: str) -> Scenario:
+    """The scenario held at its rate (or users) for `duration_s` instead: a nightly job
+    runs the file a CI smoke test runs briefly, without a copy of it."""
+    from dataclasses import replace
+
+    load = scenario.load
+    if load.stages or load.throttle or load.user_stages:
+        raise UsageError(
+            f"--duration: the stages of {scenario_file} set its length; change them there"
+        )
+    if duration_s <= load.warmup_s:
+        raise UsageError(
+            f"--duration: must be longer than the scenario's warm-up ({load.warmup_s:g}s)"
+        )
+    return replace(scenario, load=replace(load, duration_s=duration_s))
 
 
 def run(scenario_file: str | None, options: dict[str, Any], given: set[str]) -> None:

@@ -98,6 +98,21 @@ def test_scenario_file_with_load_flags_is_refused(tmp_path):
     assert "--rate: a scenario file sets the load" in _one_clean_line(done.stderr)
 
 
+def test_duration_on_a_scenario_file_with_stages_or_a_longer_warmup_is_refused(tmp_path):
+    head = 'name = "s"\nurl = "http://127.0.0.1:1"\n[[requests]]\npath = "/"\n[load]\n'
+    (tmp_path / "staged.toml").write_text(head + 'stages = [{ duration = "2s", target = 3 }]\n')
+    (tmp_path / "warm.toml").write_text(head + 'rate = 1\nduration = "9s"\nwarmup = "5s"\n')
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    for name, message in (
+        ("staged.toml", "--duration: the stages of staged.toml set its length"),
+        ("warm.toml", "--duration: must be longer than the scenario's warm-up (5s)"),
+    ):
+        done = perfsleuth("run", name, "--duration", "3s", "--db", db, cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert message in _one_clean_line(done.stderr)
+    assert not (tmp_path / "r.db").exists()  # refused before the store is opened
+
+
 def test_a_database_from_a_newer_perfsleuth_is_refused(tmp_path):
     import sqlite3
 

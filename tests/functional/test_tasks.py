@@ -175,17 +175,21 @@ def test_the_example_scenario_runs_in_a_short_form(tmp_path: Path) -> None:
     text = (REPO_ROOT / "examples" / "scenarios" / "async_tasks.toml").read_text()
     # The scenario's own suggestion for the example server: big batches, short steps.
     with running_llm_server("--max-batch", "64", "--step-ms", "4", "--per-seq-ms", "0.2") as server:
-        short = text.replace('url = "http://127.0.0.1:8000"', f'url = "{server.url}"')
-        short = short.replace('duration = "60s"', 'duration = "6s"')
-        assert short != text
-        code, doc, _, err = run_scenario(tmp_path, short, timeout=110)
+        here = text.replace('url = "http://127.0.0.1:8000"', f'url = "{server.url}"')
+        assert here != text
+        # Its duration set on the command line, as a CI smoke test of a nightly file would.
+        code, doc, _, err = run_scenario(tmp_path, here, "--duration", "6s", timeout=110)
     assert code == 0, err  # its SLOs (task p99, error rate) hold on an idle server
     assert doc is not None
+    assert doc["duration_s"] < 30  # not the file's 60 s
     tasks = doc["tasks"]
     assert tasks["ok"] >= 30 and tasks["failed"] == 0, tasks  # 5 users/s x 4 s x 2 tasks
     assert doc["sessions"]["ok"] >= 15
     assert [r["passed"] for r in doc["slo"]] == [True, True]
-    # 100 tokens take the engine ~1 s: the wait the submission's answer says nothing of.
-    # (The submission is not instant here either: the example server's HTTP loop shares the
-    # GIL with its engine thread, ~20-300 ms under this load.)
-    assert tasks["e2e_ms"]["p50"] > 500 and tasks["e2e_ms"]["p50"] > 2 * tasks["submit_ms"]["p50"]
+    # 100 tokens take the engine at least 100 steps of 4 ms after the submission was
+    # answered: the wait the submission's answer says nothing of. (Every task's wait is its
+    # submission's plus that, so the medians keep the gap. The submission is not instant
+    # either: the example server's HTTP loop shares the GIL with its engine thread, 20 ms
+    # to 1.5 s under this load on a busy 2-core machine.)
+    e2e, submit = tasks["e2e_ms"]["p50"], tasks["submit_ms"]["p50"]
+    assert e2e > 500 and e2e > submit + 300, tasks
