@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import shlex
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -134,6 +135,15 @@ def build_run_scenario(
     )
 
 
+def _exit_interrupted() -> NoReturn:
+    """Exit 130 after an interrupted run was stored. A Ctrl-C from here on (a second press
+    that came late) is ignored: raised while the interpreter shuts down, it would turn the
+    exit status into death by SIGINT (-2) and could print a traceback."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    sys.exit(_EXIT_INTERRUPTED)
+
+
 def _with_duration(scenario: Scenario, duration_s: float, scenario_file: str) -> Scenario:
     """The scenario held at its rate (or users) for `duration_s` instead: a nightly job
     runs the file a CI smoke test runs briefly, without a copy of it."""
@@ -248,7 +258,7 @@ def run(scenario_file: str | None, options: dict[str, Any], given: set[str]) -> 
         sys.exit(EXIT_RUN_FAILED)
     if result.status == "interrupted":
         click.echo(f"run {result.run_id} was interrupted; what ran is stored", err=True)
-        sys.exit(_EXIT_INTERRUPTED)
+        _exit_interrupted()
     if result.slo_failed:
         for failed in result.slo_failed:
             click.echo(f"perfsleuth: SLO failed: {failed.describe()}", err=True)
@@ -360,7 +370,7 @@ def attach(
         sys.exit(EXIT_RUN_FAILED)
     if result.status == "interrupted" and duration is not None:
         click.echo(f"run {result.run_id} was interrupted; what ran is stored", err=True)
-        sys.exit(_EXIT_INTERRUPTED)
+        _exit_interrupted()
 
 
 def wants_tui(plain: bool, refresh_s: float = 1.0) -> bool:
@@ -505,7 +515,7 @@ def demo(
     click.echo(f"  perfsleuth show {result.run_id}{db_flag}")
     click.echo(f"  perfsleuth show {result.run_id} --json{db_flag}")
     if result.status == "interrupted":
-        sys.exit(_EXIT_INTERRUPTED)
+        _exit_interrupted()
     if result.status == "failed":
         sys.exit(EXIT_RUN_FAILED)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 
 import httpx
@@ -87,6 +89,20 @@ def test_requests_in_flight_at_ctrl_c_are_reported_as_abandoned(app, tmp_path):
     assert doc["status"] == "interrupted"
     assert doc["requests"]["abandoned"] >= 20
     assert doc["requests"]["total"] == 0
+
+
+def test_a_late_ctrl_c_while_exiting_keeps_exit_130():
+    # A second Ctrl-C that lands after the run is stored, while the interpreter shuts
+    # down (here: from an atexit hook), made the process die of SIGINT (-2) in CI.
+    code = (
+        "import atexit, os, signal\n"
+        "from tracker.commands import _exit_interrupted\n"
+        "atexit.register(lambda: os.kill(os.getpid(), signal.SIGINT))\n"
+        "_exit_interrupted()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_json_to_stdout_is_json_alone(app, tmp_path):

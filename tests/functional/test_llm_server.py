@@ -298,7 +298,9 @@ def _chat_turns(client: httpx.Client, first: str, session: str | None = None) ->
 @pytest.mark.parametrize("session", [None, "sess-1"])
 def test_cached_second_turn_is_faster(client: httpx.Client, session: str | None) -> None:
     first, second = _chat_turns(client, LONG_PROMPT + (session or "x"), session)
-    assert second < first - 0.25, (first, second)
+    # 2,500 prompt tokens prefilled (0.5 s of burn) against a few: relative, since the
+    # server's CPU burner runs up to 2x faster than asked when it calibrated on a busy host.
+    assert second < first / 3, (first, second)
 
 
 def test_session_id_in_inference_body_hits_cache(client: httpx.Client) -> None:
@@ -307,7 +309,7 @@ def test_session_id_in_inference_body_hits_cache(client: httpx.Client) -> None:
     two = client.post("/v1/inference", json={**payload, "prompt": LONG_PROMPT + one["text"]})
     assert one["cached_prompt_tokens"] == 0
     assert two.json()["cached_prompt_tokens"] == 2500 + 3 - 1  # last token always recomputed
-    assert two.json()["ttft_ms"] < one["ttft_ms"] - 250
+    assert two.json()["ttft_ms"] < one["ttft_ms"] / 3  # as in the chat test above
 
 
 def test_tiny_kv_cache_evicts_alternating_sessions() -> None:
