@@ -91,10 +91,9 @@ def run_live(
         control.request_stop()  # `kill`, CI cancelling a job: stop and store, as Ctrl-C
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    # The screen's redraw is pure Python on this thread, tens of ms each second. A driver
+    # The screen's redraw is pure Python on this thread, ~20 ms each second. A driver
     # timer that fires meanwhile waits for the GIL until the interpreter's switch interval
-    # (5 ms) forces a hand-over: that was most of the screen's cost to schedule lag p99
-    # (benchmarks/tui_overhead.py). A 0.1 ms interval hands it over within that.
+    # forces a hand-over: up to 5 ms by default, up to 0.1 ms with this.
     switch = sys.getswitchinterval()
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
