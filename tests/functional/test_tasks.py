@@ -173,7 +173,8 @@ def test_a_task_that_never_finishes_is_a_timeout_and_a_failed_one_task_failed(
 @pytest.mark.timeout(120)
 def test_the_example_scenario_runs_in_a_short_form(tmp_path: Path) -> None:
     text = (REPO_ROOT / "examples" / "scenarios" / "async_tasks.toml").read_text()
-    # The scenario's own suggestion for the example server: big batches, short steps.
+    # The scenario's suggestion for the example server (big batches, short steps), with
+    # the default CPU-burning steps: the harder case, the HTTP loop short of the GIL.
     with running_llm_server("--max-batch", "64", "--step-ms", "4", "--per-seq-ms", "0.2") as server:
         here = text.replace('url = "http://127.0.0.1:8000"', f'url = "{server.url}"')
         assert here != text
