@@ -9,8 +9,10 @@ in milliseconds.
 from __future__ import annotations
 
 import weakref
+from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
@@ -93,14 +95,32 @@ class Histogram:
         """Percentiles, max and mean in ms, or None when nothing was recorded."""
         if self.count == 0:
             return None
-        out = {name: self._h.get_value_at_percentile(p) / 1000.0 for name, p in PERCENTILES}
+        out = {name: self.percentile_ms(p) for name, p in PERCENTILES}
         out["max"] = self._h.get_max_value() / 1000.0
         out["mean"] = round(self._h.get_mean_value() / 1000.0, 3)
         out["count"] = float(self.count)
         return out
 
     def percentile_ms(self, percentile: float) -> float:
-        return float(self._h.get_value_at_percentile(percentile)) / 1000.0
+        """HdrHistogram's value at `percentile`, in ms (0 when nothing was recorded).
+
+        The same value as hdrh's `get_value_at_percentile`, found by a cumulative sum over
+        the occupied span of the counts array (in C) instead of hdrh's Python loop from
+        bucket 0: ~0.65 ms a call for latencies of ~300 ms, paid five times a second by
+        the live screen and the progress line, on threads that share the GIL with the driver.
+        """
+        h = self._h
+        if not self.count:
+            return 0.0
+        lo = h._counts_index_for(h.get_min_value())
+        hi = h._counts_index_for(h.get_max_value())
+        cumulative = list(accumulate(h.counts[lo : hi + 1]))
+        index = lo + min(bisect_left(cumulative, h.get_target_count_at_percentile(percentile)),
+                         hi - lo)  # fmt: skip
+        value = h.get_value_from_index(index)
+        if percentile:
+            return float(h.get_highest_equivalent_value(value)) / 1000.0
+        return float(h.get_lowest_equivalent_value(value)) / 1000.0
 
     def buckets(self) -> list[tuple[float, int]]:
         """The non-empty buckets as (value in ms, count), ascending.

@@ -1,3 +1,5 @@
+import random
+
 import pytest
 
 from tracker.metrics import LATENCY, Histogram, Window, merge_windows
@@ -69,3 +71,24 @@ def test_dropped_histograms_are_freed_without_waiting_for_the_gc():
         gc.enable()
     # 50 x 2 histograms of ~190 KB would hold ~19 MB if a reference cycle kept them.
     assert held < 2_000_000
+
+
+def test_percentiles_equal_hdrhistogram_s_own_for_recorded_merged_and_decoded() -> None:
+    # percentile_ms sums only the occupied span of the counts array; it must give exactly
+    # the value hdrh's get_value_at_percentile finds from bucket 0.
+    rng = random.Random(7)
+    for trial in range(200):
+        h = Histogram()
+        scale = rng.choice([0.01, 1.0, 300.0, 50_000.0])
+        for _ in range(rng.choice([1, 2, 3, 10, 100, 1000])):
+            h.record_ms(rng.expovariate(1 / scale))
+        if trial % 3 == 0:
+            other = Histogram()
+            for _ in range(rng.randint(1, 50)):
+                other.record_ms(rng.uniform(0.0, scale * 3))
+            h.merge(other)
+        if trial % 4 == 0:
+            h = Histogram.decode(h.encode())
+        for p in (0.0, 0.1, 1.0, 25.0, 50.0, 90.0, 99.0, 99.9, 100.0, rng.uniform(0, 100)):
+            assert h.percentile_ms(p) == h._h.get_value_at_percentile(p) / 1000.0, (trial, p)
+    assert Histogram().percentile_ms(99.0) == 0.0

@@ -170,7 +170,8 @@ async def _user_loop(
         if think is not None:
             pause = think.draw(rng)
             if pause > 0:
-                await asyncio.sleep(min(pause, max(launcher.end - time.monotonic(), 0.0)))
+                # Never shorter than drawn: a timer may fire early (see sleep_until).
+                await sleep_until(min(time.monotonic() + pause, launcher.end))
         if load.pacing_s:
             planned += load.pacing_s
             await sleep_until(min(planned, launcher.end))

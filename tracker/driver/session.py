@@ -14,7 +14,6 @@ see, not the submission or the status requests.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from dataclasses import replace
@@ -22,6 +21,7 @@ from typing import Any, Protocol
 
 from tracker.driver.extract import extract
 from tracker.driver.feeders import FeederExhausted
+from tracker.driver.loads import sleep_until
 from tracker.driver.prepared import RenderError, RequestMix, WireRequest
 from tracker.driver.request import Outcome
 from tracker.driver.tasks import TaskEnd, wait_for_task
@@ -144,5 +144,5 @@ async def _paused(step: SessionStep, turn: int, steps: int, rng: random.Random) 
     if step.pause is not None and turn < steps:
         pause = rng.uniform(*step.pause)
         if pause > 0:
-            await asyncio.sleep(pause)
+            await sleep_until(time.monotonic() + pause)  # never shorter than drawn
     return time.monotonic()
