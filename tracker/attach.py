@@ -30,7 +30,7 @@ from tracker.summary import run_document
 
 
 class AttachView(Protocol):
-    """The live screen's side of an attach (`tracker.tui.live.LiveFeed`)."""
+    """The live screen's side of an attach (`tracker.tui.session.ScreenFeed`)."""
 
     def probes(self, t_s: float, probes: dict[str, float]) -> None: ...
 

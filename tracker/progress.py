@@ -1,7 +1,7 @@
 """Plain progress lines, one per second of load, for terminals without the TUI and for CI logs.
 
-Used by `tracker.runner` through the `ProgressView` interface, which the Textual live
-view (`tracker.tui.live.LiveFeed`) implements too.
+Used by `tracker.runner` through the `ProgressView` interface, which the live screen's
+feed (`tracker.tui.session.ScreenFeed`) implements too.
 """
 
 from __future__ import annotations

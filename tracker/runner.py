@@ -419,8 +419,8 @@ async def _drive(
 ) -> DriverResult:
     """Run the driver with signal handling (a second Ctrl-C abandons what is in flight).
 
-    Signal handlers need the main thread; on another one (the live screen runs the run
-    in a worker thread) only `control` stops the run."""
+    Signal handlers need the main thread; on another one only `control` stops the run.
+    `control` also carries the live screen's `q` (its process sends it)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals_seen: list[int] = []

@@ -54,12 +54,12 @@ def _factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
 def run(coro: Coroutine[Any, Any, T], name: str) -> T:
     """Run `coro` to completion on a new event loop of kind `name` (see event_loop_name).
 
-    The objects alive when it starts (imports, the store, the live screen's widgets) are
-    frozen out of the garbage collector's reach until it ends. A full collection holds the
-    GIL while it walks every tracked object: with the live screen's heap that took 70-95 ms
-    (`benchmarks/tui_overhead.py`), and every send due meanwhile went that late. Frozen, it
-    walks only what the run itself made. (perfsleuth's own advice to a Python server whose
-    GC pauses it finds, taken by its driver.)
+    The objects alive when it starts (imports, the store, the scenario) are frozen out of
+    the garbage collector's reach until it ends. A full collection holds the GIL while it
+    walks every tracked object: when the live screen's widgets shared the process that
+    took 70-95 ms (`benchmarks/tui_overhead.py`), and every send due meanwhile went that
+    late. Frozen, it walks only what the run itself made. (perfsleuth's own advice to a
+    Python server whose GC pauses it finds, taken by its driver.)
     """
     gc.freeze()
     try:

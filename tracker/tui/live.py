@@ -2,10 +2,11 @@
 with its cause as it is flagged, and the target's hottest functions, fed once a second from
 the run's own threads.
 
-Used by `tracker.tui.session` for `run`, `demo` and `attach` on a terminal. The run (driver,
-probes, store) never waits for the screen: `LiveFeed` hands everything over with
-`post_message` (thread-safe, non-blocking) and the app folds it into `LiveState` and redraws
-on its own loop, at most once per window.
+Shown by the screen's own process (`tracker.tui.screen_process`) for `run`, `demo` and
+`attach` on a terminal; the run goes on in perfsleuth's process and never waits for it.
+What the run reports arrives over a socket; `LiveFeed` hands it to the app with
+`post_message` (thread-safe, non-blocking), and the app folds it into `LiveState` and
+redraws on its own loop, at most once per refresh.
 """
 
 from __future__ import annotations

@@ -1,120 +1,203 @@
-"""Run a load test (or an attach) under the live screen: the app in the main thread, the
-run in a worker thread, and `q` / Ctrl-C / SIGTERM as a stop request the run honours.
+"""Run a load test (or an attach) under the live screen, which draws from a process of its
+own (`tracker.tui.screen_process`) while the run goes on in this one as with `--no-tui`.
 
-Textual's terminal driver installs its own signal handlers, which Python allows only in
-the main thread, so the run moves off it; the runner then takes its stop requests
-through `RunControl` instead of signal handlers.
+The run never waits for the screen: `ScreenFeed` queues what the runner reports and a
+thread of its own sends it. `q` / Ctrl-C on the screen come back as a stop request the run
+honours (`RunControl`), as do SIGINT and SIGTERM sent to perfsleuth.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
+import io
+import queue
 import signal
+import socket
+import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
+from probes.stacks_profile import FunctionTime
+from tracker.metrics import Window
 from tracker.runner import RunControl
-from tracker.tui.live import LiveApp, LiveFeed
+from tracker.store.records import FindingRecord
 from tracker.tui.state import LiveState
 
 T = TypeVar("T")
 
-#: The GIL switch interval while the screen runs (Python's default is 5 ms).
-SWITCH_INTERVAL_S = 0.0001
-#: How much nicer (lower priority) the screen's thread is than the run's: on a shared
-#: core the kernel then runs a driver thread that wakes for a send before the redraw
-#: (nice 10 still leaves the screen ~10% of a busy core, plenty for a 1 s refresh). Not
-#: 19: a redraw preempted while it holds the GIL keeps the driver waiting for it, and
-#: lag p99 measured 1.34x of --no-tui at 19 against 1.12x at 10 (RESULTS.md §11).
-SCREEN_NICE = 10
+#: How long the screen may take to show (importing Textual on a cold disk) before the run
+#: goes ahead with plain progress lines instead.
+START_TIMEOUT_S = 30.0
+#: How long the screen may take to leave once the run is stored.
+EXIT_TIMEOUT_S = 10.0
+
+_Message = tuple[Any, ...]
 
 
-def _lower_priority(tid: int) -> int | None:
-    """Make thread `tid` SCREEN_NICE nicer; its nice value before, or None if refused."""
+class ScreenFeed:
+    """The runner's live view (`tracker.progress.ProgressView`) for the screen's process.
+
+    Called on the run's threads, the driver's event loop among them: it only queues. A
+    thread of its own encodes (a window's histograms, ~0.5 ms) and sends; once the screen
+    is gone (the user left it early) what is queued is dropped.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._second = -1
+        self._jobs: queue.SimpleQueue[Callable[[], _Message] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._send, name="perfsleuth-screen-feed")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def window(self, window: Window, probes: dict[str, float]) -> None:
+        readings = dict(probes)
+        self._jobs.put(lambda: ("window", window.to_wire(), readings))
+
+    def probes(self, t_s: float, probes: dict[str, float]) -> None:
+        """An attach's readings: one a second reaches the screen (its refresh rate)."""
+        if int(t_s) > self._second:
+            self._second = int(t_s)
+            readings = dict(probes)
+            self._jobs.put(lambda: ("probes", t_s, readings))
+
+    def note(self, message: str) -> None:
+        self._jobs.put(lambda: ("note", message))
+
+    def finding(self, finding: FindingRecord) -> None:
+        self._jobs.put(lambda: ("finding", finding))
+
+    def stacks(self, end_s: float, duration_s: float, top: list[FunctionTime]) -> None:
+        self._jobs.put(lambda: ("stacks", end_s, duration_s, list(top)))
+
+    def close(self) -> None:
+        """Send what is queued, then tell the screen the run is stored."""
+        self._jobs.put(lambda: ("end",))
+        self._jobs.put(None)
+        self._thread.join(timeout=EXIT_TIMEOUT_S)
+
+    def _send(self) -> None:
+        gone = False
+        while (job := self._jobs.get()) is not None:
+            if gone:
+                continue
+            try:
+                self._conn.send(job())
+            except OSError:
+                gone = True
+
+
+def _start_screen(
+    state: LiveState, refresh_s: float, headless: bool, size: tuple[int, int] | None
+) -> tuple[subprocess.Popen[bytes], Connection] | None:
+    """The screen's process on this terminal, once it shows; None if it could not start."""
+    ours, theirs = socket.socketpair()
     try:
-        before = os.getpriority(os.PRIO_PROCESS, tid)
-        os.setpriority(os.PRIO_PROCESS, tid, min(before + SCREEN_NICE, 19))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tracker.tui.screen_process", str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),),
+        )
     except OSError:
+        ours.close()
         return None
-    return before
+    finally:
+        theirs.close()
+    conn = Connection(ours.detach())
+    try:
+        conn.send(("init", state, refresh_s, headless, size))
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if conn.poll(0.1):
+                if conn.recv()[0] == "ready":
+                    return proc, conn
+            elif proc.poll() is not None:
+                break
+    except (EOFError, OSError):
+        pass
+    conn.close()
+    _reap(proc)
+    return None
 
 
-def _restore_priority(tid: int, before: int | None) -> None:
-    if before is None:
-        return
-    # Raising a priority back needs CAP_SYS_NICE (or RLIMIT_NICE): without it the rest of
-    # the command (printing the summary) just runs nicer.
-    with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, tid, before)
+def _receive(conn: Connection, control: RunControl, final: dict[str, LiveState]) -> None:
+    """The screen's requests, until it leaves: `q` stops the run; its state comes last."""
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message[0] == "stop":
+            control.request_stop()
+        elif message[0] == "state":
+            final["state"] = message[1]
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        proc.wait(timeout=EXIT_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def run_live(
     state: LiveState,
-    work: Callable[[LiveFeed, RunControl], T],
+    work: Callable[[ScreenFeed, RunControl], T],
     *,
     headless: bool = False,
     size: tuple[int, int] | None = None,
     plain: Callable[[], T] | None = None,
     refresh_s: float = 1.0,
 ) -> T:
-    """`work(feed, control)` in a worker thread while the live screen shows `feed`.
+    """`work(feed, control)` in this thread while the screen's process shows `feed`.
 
-    Returns what `work` returned, or raises what it raised. Leaving the screen early
-    (a second `q`) still lets the run finish storing itself before this returns. If the
-    screen fails before the run starts, `plain()` (the run without the screen) is used.
+    Returns what `work` returned, or raises what it raised; `state` ends as the screen
+    last showed it. Leaving the screen early (a second `q`) lets the run finish storing
+    itself. If the screen cannot start, `plain()` (the run without the screen) is used.
     """
+    screen = _start_screen(state, refresh_s, headless, size)
+    if screen is None:
+        if plain is None:
+            raise RuntimeError("the live screen could not start")
+        print(
+            "perfsleuth: the live screen could not start; plain progress instead", file=sys.stderr
+        )
+        return plain()
+    proc, conn = screen
     control = RunControl()
-    outcome: dict[str, Any] = {}
-
-    screen_tid = threading.get_native_id()
-    priority: dict[str, int | None] = {}
-
-    def body() -> None:
-        # Lowered from here, not before the screen starts this thread: a thread inherits
-        # its creator's nice value, and an unprivileged one cannot raise it back.
-        priority["before"] = _lower_priority(screen_tid)
-        try:
-            outcome["result"] = work(LiveFeed(app), control)
-        except BaseException as exc:  # noqa: BLE001  (re-raised in the main thread)
-            outcome["error"] = exc
-        finally:
-            app.exit()  # posts a message: safe from this thread
-
-    worker = threading.Thread(target=body, name="perfsleuth-run", daemon=True)
-    # The worker starts once the app is mounted: posting to it is safe from then on.
-    app = LiveApp(state, on_quit=control.request_stop, on_ready=worker.start, refresh_s=refresh_s)
+    final: dict[str, LiveState] = {}
+    receiver = threading.Thread(
+        target=_receive, args=(conn, control, final), name="perfsleuth-screen-keys", daemon=True
+    )
+    receiver.start()
+    feed = ScreenFeed(conn)
 
     def on_signal(_signum: int, _frame: object) -> None:
         control.request_stop()  # `kill`, CI cancelling a job: stop and store, as Ctrl-C
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    # The screen's redraw is pure Python on this thread, ~20 ms each second. A driver
-    # timer that fires meanwhile waits for the GIL until the interpreter's switch interval
-    # forces a hand-over: up to 5 ms by default, up to 0.1 ms with this.
-    switch = sys.getswitchinterval()
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    # What the run's own code prints while the screen draws would scribble over it: it is
+    # held and written once the screen has left the terminal.
+    held = io.StringIO()
     try:
-        app.run(headless=headless, size=size)
+        with contextlib.redirect_stdout(held), contextlib.redirect_stderr(held):
+            return work(feed, control)
     finally:
-        sys.setswitchinterval(switch)
-        _restore_priority(screen_tid, priority.get("before"))
+        feed.close()
+        _reap(proc)
+        receiver.join(timeout=EXIT_TIMEOUT_S)
+        conn.close()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-        if worker.is_alive():
-            control.request_stop()  # left the screen early: the run still ends, stored
-            worker.join()
-    if worker.ident is None and plain is not None:
-        # The screen failed before it could start the run (a terminal Textual cannot
-        # drive): the run still happens, with plain progress lines.
-        print(
-            "perfsleuth: the live screen could not start; plain progress instead", file=sys.stderr
-        )
-        return plain()
-    if "error" in outcome:
-        raise outcome["error"]
-    if "result" not in outcome:
-        raise RuntimeError("the live screen ended before the run started")
-    return outcome["result"]  # type: ignore[no-any-return]
+        if "state" in final:
+            vars(state).update(vars(final["state"]))
+        if held.getvalue():
+            sys.stderr.write(held.getvalue())
