@@ -38,6 +38,11 @@ over the run's wall time, so shorter runs read higher).
 
     benchmarks/.venv/bin/python benchmarks/tui_overhead.py                # 3 x 2 runs of 20 s
     benchmarks/.venv/bin/python benchmarks/tui_overhead.py --quick        # ~1 min smoke run
+    ... --no-pin --step-cost wait       # perfsleuth with a core to spare (the server waits)
+    ... --control 19                    # and --no-tui beside a process burning 19 ms/s
+
+The control tells the screen's cost from the cost of any CPU work on the driver's core:
+its process draws nothing, it only burns as much CPU as the screen's process, at its nice.
 
 Always exits 0: benchmarks report, they do not gate.
 """
@@ -277,10 +282,26 @@ class Run:
     bytes_total: int = 0
     bytes_per_s: float = math.nan  # drawn during the run
     note: str = ""
+    burn_ms: float = 0.0  # the control: --no-tui beside a process burning this much a second
 
     @property
     def mode(self) -> str:
-        return "tui" if self.tui else "no-tui"
+        return "tui" if self.tui else "burner" if self.burn_ms else "no-tui"
+
+
+# The control's process: as much CPU a second as the screen's process uses, at its nice
+# value, drawing nothing. Bounded: it stops by itself after its run.
+BURNER = """
+import os, sys, time
+burn, end = float(sys.argv[1]) / 1000, time.monotonic() + float(sys.argv[3])
+os.nice(int(sys.argv[2]))
+while time.monotonic() < end:
+    t = time.process_time()
+    while time.process_time() - t < burn:
+        sum(range(200))
+    time.sleep(max(0.0, 1.0 - burn))
+"""
+SCREEN_NICE = 10  # tracker.tui.screen_process.SCREEN_NICE
 
 
 def thread_names(pid: int, spy: str | None) -> dict[int, str]:
@@ -342,7 +363,14 @@ def run_once(
         set_winsize(slave, *size)
         proc: subprocess.Popen[bytes] | None = None
         drain: PtyDrain | None = None
+        burner: subprocess.Popen[bytes] | None = None
         try:
+            if run.burn_ms:
+                burner = subprocess.Popen(
+                    [*pin_prefix(cpu), sys.executable, "-c", BURNER, f"{run.burn_ms:g}",
+                     str(SCREEN_NICE), f"{duration + 30:g}"],
+                    preexec_fn=_server_preexec,
+                )  # fmt: skip
             t_start = time.time()
             proc = subprocess.Popen(
                 cmd,
@@ -432,6 +460,8 @@ def run_once(
         finally:
             if proc is not None:
                 stop_process(proc, signal.SIGTERM, 10.0)
+            if burner is not None:
+                stop_process(burner, signal.SIGTERM, 5.0)
             if drain is not None:
                 drain.finish()
             for fd in (master, slave):
@@ -507,6 +537,14 @@ def main() -> None:
     ap.add_argument("--perfsleuth", help="perfsleuth executable (default: found next to python)")
     ap.add_argument("--no-pin", action="store_true", help="do not pin server/client to CPUs")
     ap.add_argument(
+        "--control",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="also run --no-tui beside a process (nice +10) that burns MS ms of CPU a second "
+        "on perfsleuth's CPUs and draws nothing, e.g. 19 (the screen's process) [off]",
+    )
+    ap.add_argument(
         "--step-cost",
         choices=("cpu", "wait"),
         default="cpu",
@@ -537,9 +575,12 @@ def main() -> None:
         example_server(Path(work), server_cpu, flags) as base,
     ):
         for k in range(a.repeats):
-            for tui in (True, False) if k % 2 == 0 else (False, True):
+            modes = [Run(True, k + 1), Run(False, k + 1)]
+            if a.control:
+                modes.append(Run(False, k + 1, burn_ms=a.control))
+            for r in modes[k % len(modes) :] + modes[: k % len(modes)]:  # rotated each repeat
                 r = run_once(
-                    Run(tui, k + 1),
+                    r,
                     exe=exe,
                     url=base,
                     rate=a.rate,
@@ -599,7 +640,8 @@ def report(runs: Sequence[Run], rate: float) -> None:
     # Medians and verdicts from completed runs only (a run stopped from outside is shown).
     done = [r for r in runs if r.status == "completed" and r.returncode == 0]
     on = [r for r in done if r.tui]
-    off = [r for r in done if not r.tui]
+    off = [r for r in done if not r.tui and not r.burn_ms]
+    control = [r for r in done if r.burn_ms]
 
     def med(rs: Sequence[Run], key: str) -> float:
         return median([float(getattr(r, key)) for r in rs])
@@ -653,7 +695,8 @@ def report(runs: Sequence[Run], rate: float) -> None:
                     fmt(med(rs, "screen_pct"), 1),
                     fmt(med(rs, "bytes_per_s"), 0),
                 ]
-                for mode, rs in (("tui", on), ("no-tui", off))
+                for mode, rs in (("tui", on), ("no-tui", off), ("burner", control))
+                if rs
             ],
         )
     )
@@ -666,7 +709,8 @@ def report(runs: Sequence[Run], rate: float) -> None:
         print(f"{len(runs) - len(done)} run(s) not completed: left out of the medians")
     pairs: dict[int, dict[bool, Run]] = {}
     for r in done:
-        pairs.setdefault(r.repeat, {})[r.tui] = r
+        if not r.burn_ms:
+            pairs.setdefault(r.repeat, {})[r.tui] = r
     ratios = [
         p[True].lag_p99 / p[False].lag_p99
         for p in pairs.values()
@@ -713,6 +757,22 @@ def report(runs: Sequence[Run], rate: float) -> None:
                     f"interval over runs {fmt(pooled_low)}-{fmt(pooled_high)})",
                     verdict(pooled <= LAG_RATIO if pooled == pooled else None),
                 ],
+                *(
+                    [
+                        [
+                            f"  control: --no-tui beside a process burning {control[0].burn_ms:g} "
+                            "ms/s (nice +10, draws nothing) / --no-tui",
+                            f"{fmt(pooled_p99(control) / pooled_off)}x "
+                            f"({fmt(pooled_p99(control), 3)} vs {fmt(pooled_off, 3)} ms; "
+                            "bootstrap 95% interval over runs "
+                            + "-".join(fmt(x) for x in pooled_interval(control, off))
+                            + ")",
+                            "-",
+                        ]
+                    ]
+                    if control and pooled_off > 0
+                    else []
+                ),
                 [
                     "  per repeat: the median of the runs' p99 ratios (on / off)",
                     f"{fmt(lag_ratio)}x (median of per-repeat ratios "

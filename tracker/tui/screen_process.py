@@ -2,9 +2,9 @@
 
 `tracker.tui.session.run_live` starts it on the terminal and feeds it over the socket FD;
 the run stays in perfsleuth's process, exactly as with `--no-tui`. Textual's redraw (~20 ms
-of Python a second) then never holds the GIL the driver needs: in one process, on two
-cores, the two contended for it on every redraw (lag p99 1.6x of `--no-tui`,
-benchmarks/RESULTS.md §11). The process runs SCREEN_NICE nicer, so that on a shared core
+of Python a second) then never holds the GIL the driver needs: with a core to spare, lag
+p99 read 0.92-0.96x of `--no-tui` this way and up to 1.26x with the screen in-process
+(benchmarks/RESULTS.md §11). The process runs SCREEN_NICE nicer, so that on a shared core
 the kernel runs a send that falls due before a redraw.
 
 Messages, parent to screen: ("init", LiveState, refresh_s, headless, size) first, then
