@@ -66,7 +66,10 @@ def main(fd: int) -> int:
     with contextlib.suppress(OSError):
         os.nice(SCREEN_NICE)
     conn = Connection(fd)
-    kind, state, refresh_s, headless, size = conn.recv()
+    try:
+        kind, state, refresh_s, headless, size = conn.recv()
+    except (EOFError, OSError):
+        return 2  # perfsleuth went before it could say what to show
     if kind != "init":
         return 2
 

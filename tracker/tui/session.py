@@ -89,6 +89,8 @@ class ScreenFeed:
                 self._conn.send(job())
             except OSError:
                 gone = True
+            except Exception:  # noqa: BLE001 - one message the screen cannot take
+                continue  # (it could not be encoded) is not worth stopping the others
 
 
 def _start_screen(
@@ -116,7 +118,7 @@ def _start_screen(
                     return proc, conn
             elif proc.poll() is not None:
                 break
-    except (EOFError, OSError):
+    except Exception:  # noqa: BLE001 - whatever kept it from showing, the run goes on without
         pass
     conn.close()
     _reap(proc)
