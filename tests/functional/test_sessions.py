@@ -164,9 +164,12 @@ def test_chat_history_exercises_the_servers_context_cache(
     assert set(by_turn) == {"1", "2", "3"}
     first, third = by_turn["1"]["p50"], by_turn["3"]["p50"]
     # Turn 3 resends the 400-token opening: ~200 ms of prefill unless the server kept
-    # the conversation's context, in which case only the short follow-up is new.
+    # the conversation's context, in which case only the short follow-up is new. Kept,
+    # turn 3 can still wait for another session's opening in the same engine step: at 4
+    # sessions/s turn 3 falls ~1 s (4 periods) after its own opening, just as a new one
+    # starts, so its p50 read 0.3-0.75x of the first turn's (3 of 7 runs above 0.5x).
     if later_turns_faster:
-        assert third < 0.5 * first, by_turn
+        assert third < 0.8 * first, by_turn
     else:
         assert third > 0.8 * first, by_turn
     assert "TTFT turn 3" in out
