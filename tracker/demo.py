@@ -139,7 +139,9 @@ _PROBE_ROWS = (
     ("host CPU pressure %", "cpu.psi_some_pct"),
     ("server GC pauses ms/s", "gc.pause_ms_per_s"),
     ("server RSS MB", "mem.rss_mb"),
-    ("server write MB/s", "proc.io_write_mb_per_s"),
+    # The disk's figure, not the server's /proc/<pid>/io: on kernels with large page-cache
+    # folios the latter charges up to 2 MiB per small overwrite (docs/probes.md).
+    ("disk write MB/s", "disk.write_mb_per_s"),
     ("disk write IOPS", "disk.write_iops"),
 )
 

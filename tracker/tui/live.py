@@ -346,16 +346,14 @@ class LiveFeed:
 
     def __init__(self, app: LiveApp) -> None:
         self.app = app
-        self._second = -1
 
     def window(self, window: Window, probes: dict[str, float]) -> None:
         self.app.post_message(WindowClosed(window, dict(probes)))
 
     def probes(self, t_s: float, probes: dict[str, float]) -> None:
-        """An attach's readings: one a second reaches the screen (its refresh rate)."""
-        if int(t_s) > self._second:
-            self._second = int(t_s)
-            self.app.post_message(ProbesRead(t_s, dict(probes)))
+        """An attach's readings, as they come: the run's side (`ScreenFeed`) already sends
+        one a second, the screen's refresh rate."""
+        self.app.post_message(ProbesRead(t_s, dict(probes)))
 
     def note(self, message: str) -> None:
         self.app.post_message(Noted(message))
