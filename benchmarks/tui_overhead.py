@@ -11,7 +11,8 @@ demo's request (POST /v1/completions, 32 tokens, "stream": true) from a real
 pty's slave, its controlling terminal, TERM=xterm-256color, --size columns x rows): with
 the live screen, and with `--no-tui`, alternating on/off in every repeat so that drift hits
 both. A thread drains the pty's master all the time (the screen would block on its writes
-otherwise) and counts the bytes drawn.
+otherwise) and counts the bytes drawn; it stands for the terminal, so it is pinned with the
+server, off perfsleuth's CPU.
 
 Per run: `driver.schedule_lag_ms.p99` and the throughput from the run JSON, the run's
 status from its store, and the CPU of the perfsleuth process and its children (psutil:
@@ -36,10 +37,11 @@ the run is printed as a second estimate, and so is the CPU the screen adds outsi
 run: its process's start-up and Textual's import, which the whole-life figure spreads
 over the run's wall time, so shorter runs read higher).
 
-    benchmarks/.venv/bin/python benchmarks/tui_overhead.py                # 3 x 2 runs of 20 s
+    benchmarks/.venv/bin/python benchmarks/tui_overhead.py   # 3 x 2 runs of 20 s (3 x 3 --control)
     benchmarks/.venv/bin/python benchmarks/tui_overhead.py --quick        # ~1 min smoke run
     ... --no-pin --step-cost wait       # perfsleuth with a core to spare (the server waits)
     ... --control 19                    # and --no-tui beside a process burning 19 ms/s
+    ... --control 16 --control-bursts 10  # the same CPU in 10 bursts a second
 
 The control tells the screen's cost from the cost of any CPU work on the driver's core:
 its process draws nothing, it only burns as much CPU as the screen's process, at its nice.
@@ -180,10 +182,16 @@ def example_server(workdir: Path, cpu: int | None, flags: Sequence[str]) -> Iter
 
 
 class PtyDrain:
-    """Reads a pty master until told to stop; keeps (time, bytes) per read and a tail."""
+    """Reads a pty master until told to stop; keeps (time, bytes) per read and a tail.
 
-    def __init__(self, master: int) -> None:
+    It stands for the terminal, so it runs on `cpu` (the server's when pinned): a terminal
+    reading the screen's output is not perfsleuth's work, and left unpinned this thread
+    ran beside the driver on its core whenever the server kept the other one busy.
+    """
+
+    def __init__(self, master: int, cpu: int | None) -> None:
         self.master = master
+        self.cpu = cpu
         self.reads: list[tuple[float, int]] = []
         self.tail = bytearray()
         self._stop = threading.Event()
@@ -191,6 +199,8 @@ class PtyDrain:
         self._thread.start()
 
     def _run(self) -> None:
+        if self.cpu is not None:
+            os.sched_setaffinity(0, {self.cpu})  # 0: this thread (Linux)
         while True:
             ready, _, _ = select.select([self.master], [], [], 0.1)
             if not ready:
@@ -283,6 +293,7 @@ class Run:
     bytes_per_s: float = math.nan  # drawn during the run
     note: str = ""
     burn_ms: float = 0.0  # the control: --no-tui beside a process burning this much a second
+    burn_bursts: int = 1  # in this many pieces a second
 
     @property
     def mode(self) -> str:
@@ -290,16 +301,18 @@ class Run:
 
 
 # The control's process: as much CPU a second as the screen's process uses, at its nice
-# value, drawing nothing. Bounded: it stops by itself after its run.
+# value, drawing nothing, in one piece or in as many bursts a second as the screen wakes
+# to work. Bounded: it stops by itself after its run.
 BURNER = """
 import os, sys, time
 burn, end = float(sys.argv[1]) / 1000, time.monotonic() + float(sys.argv[3])
+bursts = int(sys.argv[4])
 os.nice(int(sys.argv[2]))
 while time.monotonic() < end:
     t = time.process_time()
-    while time.process_time() - t < burn:
+    while time.process_time() - t < burn / bursts:
         sum(range(200))
-    time.sleep(max(0.0, 1.0 - burn))
+    time.sleep(max(0.0, (1.0 - burn) / bursts))
 """
 SCREEN_NICE = 10  # tracker.tui.screen_process.SCREEN_NICE
 
@@ -347,6 +360,7 @@ def run_once(
     duration: float,
     size: tuple[int, int],
     cpu: int | None,
+    terminal_cpu: int | None,
     spy: str | None,
 ) -> Run:
     with tempfile.TemporaryDirectory(prefix="psbench-tui-") as tmp:
@@ -368,7 +382,7 @@ def run_once(
             if run.burn_ms:
                 burner = subprocess.Popen(
                     [*pin_prefix(cpu), sys.executable, "-c", BURNER, f"{run.burn_ms:g}",
-                     str(SCREEN_NICE), f"{duration + 30:g}"],
+                     str(SCREEN_NICE), f"{duration + 30:g}", str(run.burn_bursts)],
                     preexec_fn=_server_preexec,
                 )  # fmt: skip
             t_start = time.time()
@@ -384,7 +398,7 @@ def run_once(
             )
             os.close(slave)
             slave = -1
-            drain = PtyDrain(master)
+            drain = PtyDrain(master, terminal_cpu)
             total = Series()
             per_tid: dict[int, Series] = {}
             names: dict[int, str] = {}
@@ -545,6 +559,14 @@ def main() -> None:
         "on perfsleuth's CPUs and draws nothing, e.g. 19 (the screen's process) [off]",
     )
     ap.add_argument(
+        "--control-bursts",
+        type=int,
+        default=1,
+        metavar="N",
+        help="the control burns its MS in N bursts a second, e.g. 10 (the screen's process "
+        "wakes to work a few to a dozen times a second) [1: one piece]",
+    )
+    ap.add_argument(
         "--step-cost",
         choices=("cpu", "wait"),
         default="cpu",
@@ -559,6 +581,12 @@ def main() -> None:
     exe = find_perfsleuth(a.perfsleuth)
     spy = find_pyspy()
     server_cpu, client_cpu = split_cpus(not a.no_pin)
+    if server_cpu is not None:
+        # This process (its psutil polling every 0.2 s, the pty's reader, py-spy) is the
+        # observer and the terminal, not perfsleuth: off perfsleuth's CPU, with the server.
+        # Unpinned, a kernel trace showed it running on perfsleuth's core while a send fell
+        # due more often in the TUI runs (35 waits > 0.5 ms vs 23 without the screen).
+        os.sched_setaffinity(0, {server_cpu})
     cols, rows = a.size
     print(
         f"perfsleuth: {' '.join(exe)}; rate={a.rate:g}/s streamed (sse, 32 tokens) "
@@ -566,7 +594,10 @@ def main() -> None:
     )
     flags = (*SERVER_FLAGS, "--step-cost", a.step_cost)
     print(f"server: examples/llm_server.py {' '.join(flags)}")
-    print(f"pinning: server cpu={server_cpu} perfsleuth cpu={client_cpu}; py-spy: {spy or '-'}\n")
+    print(
+        f"pinning: server and this benchmark (the terminal) cpu={server_cpu} "
+        f"perfsleuth cpu={client_cpu}; py-spy: {spy or '-'}\n"
+    )
     sys.stdout.flush()
 
     runs: list[Run] = []
@@ -577,7 +608,7 @@ def main() -> None:
         for k in range(a.repeats):
             modes = [Run(True, k + 1), Run(False, k + 1)]
             if a.control:
-                modes.append(Run(False, k + 1, burn_ms=a.control))
+                modes.append(Run(False, k + 1, burn_ms=a.control, burn_bursts=a.control_bursts))
             for r in modes[k % len(modes) :] + modes[: k % len(modes)]:  # rotated each repeat
                 r = run_once(
                     r,
@@ -587,6 +618,7 @@ def main() -> None:
                     duration=a.duration,
                     size=(cols, rows),
                     cpu=client_cpu,
+                    terminal_cpu=server_cpu,
                     spy=spy,
                 )
                 runs.append(r)
@@ -761,7 +793,8 @@ def report(runs: Sequence[Run], rate: float) -> None:
                     [
                         [
                             f"  control: --no-tui beside a process burning {control[0].burn_ms:g} "
-                            "ms/s (nice +10, draws nothing) / --no-tui",
+                            f"ms/s in {control[0].burn_bursts} burst(s) (nice +10, draws "
+                            "nothing) / --no-tui",
                             f"{fmt(pooled_p99(control) / pooled_off)}x "
                             f"({fmt(pooled_p99(control), 3)} vs {fmt(pooled_off, 3)} ms; "
                             "bootstrap 95% interval over runs "

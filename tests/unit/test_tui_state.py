@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pickle
+
 from probes.stacks_profile import FunctionTime
 from tracker.metrics import LATENCY, SCHEDULE_LAG, TTFT, Histogram, Window
 from tracker.store.records import FindingRecord
-from tracker.tui.state import HISTORY_S, PROBE_PANELS, LiveState
+from tracker.tui.state import HISTORY_S, PROBE_PANELS, LiveState, WindowPoints
 
 
 def _window(i: int, latency_ms: float, *, ttft_ms: float | None = None) -> Window:
@@ -44,6 +46,18 @@ def test_windows_become_per_second_series_and_the_clock() -> None:
     assert state.latest("cpu.psi_some_pct") == 8.0
     assert state.schedule_lag_p99_ms is not None and 2.9 < state.schedule_lag_p99_ms < 3.1
     assert not state.is_llm()
+
+
+def test_the_screen_process_gets_the_same_series_from_a_window_s_few_numbers() -> None:
+    # What crosses to the screen's process is WindowPoints, not the window's histograms.
+    direct, remote = _state(), _state()
+    for i in range(3):
+        w = _window(i, 100.0 * (i + 1), ttft_ms=40.0 + i)
+        direct.add_window(w, {"mem.rss_mb": 30.0})
+        points = pickle.loads(pickle.dumps(WindowPoints.of(w)))
+        remote.add_points(points, {"mem.rss_mb": 30.0})
+    assert remote == direct
+    assert len(pickle.dumps(WindowPoints.of(_window(5, 10.0, ttft_ms=5.0)))) < 600
 
 
 def test_llm_series_appear_when_the_run_streams() -> None:

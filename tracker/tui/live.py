@@ -27,7 +27,7 @@ from tracker.metrics import Window
 from tracker.store.records import FindingRecord
 from tracker.tui.chart import LineChart, Mark, Series
 from tracker.tui.finding_screen import FindingScreen
-from tracker.tui.state import PROBE_PANELS, LiveState
+from tracker.tui.state import PROBE_PANELS, LiveState, WindowPoints
 from tracker.units import format_ms, format_value
 
 #: The service charts: id, title, and the series each draws as (state series, legend, style).
@@ -57,9 +57,9 @@ SATURATED_LAG_MS = 10.0
 
 
 class WindowClosed(Message):
-    def __init__(self, window: Window, probes: dict[str, float]) -> None:
+    def __init__(self, points: WindowPoints, probes: dict[str, float]) -> None:
         super().__init__()
-        self.window, self.probes = window, probes
+        self.points, self.probes = points, probes
 
 
 class ProbesRead(Message):
@@ -172,7 +172,7 @@ class LiveApp(App[None]):
     # -- messages from the run's threads -------------------------------------------------
 
     def on_window_closed(self, message: WindowClosed) -> None:
-        self.state.add_window(message.window, message.probes)
+        self.state.add_points(message.points, message.probes)
         self._dirty = True
 
     def on_probes_read(self, message: ProbesRead) -> None:
@@ -348,7 +348,11 @@ class LiveFeed:
         self.app = app
 
     def window(self, window: Window, probes: dict[str, float]) -> None:
-        self.app.post_message(WindowClosed(window, dict(probes)))
+        self.points(WindowPoints.of(window), probes)
+
+    def points(self, points: WindowPoints, probes: dict[str, float]) -> None:
+        """A window as the run's side of the screen sends it (`ScreenFeed`)."""
+        self.app.post_message(WindowClosed(points, dict(probes)))
 
     def probes(self, t_s: float, probes: dict[str, float]) -> None:
         """An attach's readings, as they come: the run's side (`ScreenFeed`) already sends

@@ -8,7 +8,7 @@ p99 read 0.92-0.96x of `--no-tui` this way and up to 1.26x with the screen in-pr
 the kernel runs a send that falls due before a redraw.
 
 Messages, parent to screen: ("init", LiveState, refresh_s, headless, size) first, then
-("window", wire, probes), ("probes", t_s, probes), ("note", text), ("finding", record),
+("window", WindowPoints, probes), ("probes", t_s, probes), ("note", text), ("finding", record),
 ("stacks", end_s, duration_s, top), and ("end",) once the run is stored. Screen to parent:
 ("ready",) once it shows, ("stop",) for `q` / Ctrl-C, and ("state", LiveState) as it leaves.
 """
@@ -31,7 +31,6 @@ SCREEN_NICE = 10
 
 def _feed(conn: Connection, app: Any) -> None:
     """Post what the parent sends to the app until the run ends or the parent goes."""
-    from tracker.metrics import Window
     from tracker.tui.live import LiveFeed
 
     feed = LiveFeed(app)
@@ -44,7 +43,7 @@ def _feed(conn: Connection, app: Any) -> None:
         if kind == "end":
             break
         if kind == "window":
-            feed.window(Window.from_wire(args[0]), args[1])
+            feed.points(*args)
         elif kind == "probes":
             feed.probes(*args)
         elif kind == "note":

@@ -25,7 +25,7 @@ from probes.stacks_profile import FunctionTime
 from tracker.metrics import Window
 from tracker.runner import RunControl
 from tracker.store.records import FindingRecord
-from tracker.tui.state import LiveState
+from tracker.tui.state import LiveState, WindowPoints
 
 T = TypeVar("T")
 
@@ -42,8 +42,9 @@ class ScreenFeed:
     """The runner's live view (`tracker.progress.ProgressView`) for the screen's process.
 
     Called on the run's threads, the driver's event loop among them: it only queues. A
-    thread of its own encodes (a window's histograms, ~0.5 ms) and sends; once the screen
-    is gone (the user left it early) what is queued is dropped.
+    thread of its own works out what the screen keeps of each window (`WindowPoints`: a
+    few percentiles) and sends it; once the screen is gone (the user left it early) what
+    is queued is dropped.
     """
 
     def __init__(self, conn: Connection) -> None:
@@ -56,7 +57,7 @@ class ScreenFeed:
 
     def window(self, window: Window, probes: dict[str, float]) -> None:
         readings = dict(probes)
-        self._jobs.put(lambda: ("window", window.to_wire(), readings))
+        self._jobs.put(lambda: ("window", WindowPoints.of(window), readings))
 
     def probes(self, t_s: float, probes: dict[str, float]) -> None:
         """An attach's readings: one a second reaches the screen (its refresh rate)."""
