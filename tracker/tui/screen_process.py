@@ -5,7 +5,8 @@ the run stays in perfsleuth's process, exactly as with `--no-tui`. Textual's red
 of Python a second) then never holds the GIL the driver needs: with a core to spare, lag
 p99 read 0.92-0.96x of `--no-tui` this way and up to 1.26x with the screen in-process
 (benchmarks/RESULTS.md §11). The process runs SCREEN_NICE nicer, so that on a shared core
-the kernel runs a send that falls due before a redraw.
+the kernel favours the run whenever it picks; a redraw already running is not preempted
+by a send falling due, which waits for it to yield or for the next tick (§11.0).
 
 Messages, parent to screen: ("init", LiveState, refresh_s, headless, size) first, then
 ("window", WindowPoints, probes), ("probes", t_s, probes), ("note", text), ("finding", record),
