@@ -184,14 +184,12 @@ def example_server(workdir: Path, cpu: int | None, flags: Sequence[str]) -> Iter
 class PtyDrain:
     """Reads a pty master until told to stop; keeps (time, bytes) per read and a tail.
 
-    It stands for the terminal, so it runs on `cpu` (the server's when pinned): a terminal
-    reading the screen's output is not perfsleuth's work, and left unpinned this thread
-    ran beside the driver on its core whenever the server kept the other one busy.
+    It stands for the terminal: like the rest of this process it runs on the server's CPU
+    when pinning (see `main`).
     """
 
-    def __init__(self, master: int, cpu: int | None) -> None:
+    def __init__(self, master: int) -> None:
         self.master = master
-        self.cpu = cpu
         self.reads: list[tuple[float, int]] = []
         self.tail = bytearray()
         self._stop = threading.Event()
@@ -199,8 +197,6 @@ class PtyDrain:
         self._thread.start()
 
     def _run(self) -> None:
-        if self.cpu is not None:
-            os.sched_setaffinity(0, {self.cpu})  # 0: this thread (Linux)
         while True:
             ready, _, _ = select.select([self.master], [], [], 0.1)
             if not ready:
@@ -360,7 +356,6 @@ def run_once(
     duration: float,
     size: tuple[int, int],
     cpu: int | None,
-    terminal_cpu: int | None,
     spy: str | None,
 ) -> Run:
     with tempfile.TemporaryDirectory(prefix="psbench-tui-") as tmp:
@@ -398,7 +393,7 @@ def run_once(
             )
             os.close(slave)
             slave = -1
-            drain = PtyDrain(master, terminal_cpu)
+            drain = PtyDrain(master)
             total = Series()
             per_tid: dict[int, Series] = {}
             names: dict[int, str] = {}
@@ -618,7 +613,6 @@ def main() -> None:
                     duration=a.duration,
                     size=(cols, rows),
                     cpu=client_cpu,
-                    terminal_cpu=server_cpu,
                     spy=spy,
                 )
                 runs.append(r)
