@@ -7,7 +7,9 @@ Everything here talks to 127.0.0.1 only, and every load loop is bounded both in 
 - `run_perfsleuth`: one `perfsleuth run ... --json FILE` in a subprocess, JSON parsed.
 - `aiohttp_open_loop`: the reference open-loop client of the fidelity target.
 - `aiohttp_stream_closed`: the reference streaming (SSE) client of the token target.
-- `pin`, `median`, `table`, `verdict`, `machine`: small utilities.
+- `median`, `fmt`, `table`, `verdict`, `header`, `run_main`: reporting.
+
+Ports, CPU pinning, stopping children and the example LLM server: `_support.py`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -31,62 +32,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-HOST = "127.0.0.1"
+from _support import HERE, HOST, free_port, pin_prefix, stop_process, wait_port
 
 # Every reference loop stops after this many requests even if its clock misbehaves.
 HARD_CAP_REQUESTS = 5_000_000
 
 
-# -- processes -------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((HOST, port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {HOST}:{port} after {timeout}s")
-
-
-def cpus() -> list[int]:
-    return sorted(os.sched_getaffinity(0))
-
-
-def pin_prefix(cpu: int | None) -> list[str]:
-    """`taskset -c N` (a command prefix), or nothing when not pinning."""
-    if cpu is None or shutil.which("taskset") is None:
-        return []
-    return ["taskset", "-c", str(cpu)]
-
-
-def split_cpus(pin: bool) -> tuple[int | None, int | None]:
-    """(server cpu, client cpu): the server on the first core, load on the last."""
-    c = cpus()
-    if not pin or len(c) < 2:
-        return None, None
-    return c[0], c[-1]
-
-
-def stop_process(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, grace=10.0) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(sig)
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
+# -- nginx ------------------------------------------------------------------------------
 
 
 def find_nginx() -> str:
@@ -94,16 +46,6 @@ def find_nginx() -> str:
         if cand and os.access(cand, os.X_OK):
             return cand
     raise SystemExit("nginx not found: run benchmarks/install_peers.sh")
-
-
-def find_perfsleuth(explicit: str | None = None) -> list[str]:
-    """How to start perfsleuth: --perfsleuth, this venv's script, PATH, or `-m tracker`."""
-    if explicit:
-        return [explicit]
-    for cand in (Path(sys.executable).parent / "perfsleuth", shutil.which("perfsleuth")):
-        if cand and os.access(cand, os.X_OK):
-            return [str(cand)]
-    return [sys.executable, "-m", "tracker"]
 
 
 NGINX_CONF = """\

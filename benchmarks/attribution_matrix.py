@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import json
 import math
 import os
@@ -52,14 +51,25 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections import Counter, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _peers import HOST, REPO, find_perfsleuth, fmt, header, median, run_main, table
+from _peers import fmt, header, median, run_main, table
+from _support import (
+    BODY,
+    MAX_TOKENS,
+    PROMPT,
+    REPO,
+    ExampleServer,
+    die_with_parent,
+    example_server,
+    find_perfsleuth,
+    post_json,
+    stop_process,
+)
 
 # The generators live with the tests that also use them (tests/ is in the sdist, benchmarks/
 # is not); tests/ is not an importable package path from here, hence the sys.path entry.
@@ -67,7 +77,6 @@ sys.path.insert(0, str(REPO / "tests"))
 from support.filesystems import on_tmpfs
 from support.hogs import cpu_hogs, fsync_writer
 
-SERVER_SCRIPT = REPO / "examples" / "llm_server.py"
 CONDITIONS = ("clean", "cpu", "ext_cpu", "gc", "io", "ext_io", "overload")
 EXPECTED: dict[str, str | None] = {
     "clean": None,
@@ -83,12 +92,6 @@ SERVER_FAULTS = ("cpu", "gc", "io")
 #: ext_io: the strength of the server's own fsync'd writes, all run long (~2 ms a step).
 EXT_IO_BASE = 0.25
 
-PROMPT = (
-    "Explain, step by step and with a short example, why a service that is fast alone can "
-    "become slow under load: queueing, batching, garbage collection and disk writes."
-)
-MAX_TOKENS = 32
-BODY = {"model": "sim", "prompt": PROMPT, "max_tokens": MAX_TOKENS, "stream": True}
 REQUEST_TIMEOUT_S = 30.0  # bounds the drain after an overload (its queue is < 30 s long)
 BASE_LOAD = 0.4  # the base rate as a share of capacity: busy, with room for a fault to show
 # Measured with --quick on the 2-core VM: server start + warm-up, perfsleuth start, drain,
@@ -97,101 +100,23 @@ OVERHEAD_S = 4.0
 CAPACITY_RUN_S = 16.0  # the capacity run: a server, 10 s of load, the summary
 
 _PROGRESS = re.compile(r"^\[\s*(\d+)s/")
-_LISTENING = re.compile(r"listening on http://[\d.]+:(\d+)")
 
 
 # -- processes ---------------------------------------------------------------------------
 
-_PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True)
-_prctl = _libc.prctl  # resolved before any fork: the pre-exec hook must only call it
 
-
-def _die_with_us() -> None:
-    # Runs in the child between fork and exec: SIGTERM it when this script dies, even by
-    # SIGKILL, so no server or perfsleuth outlives a killed benchmark. (The generators
-    # check their parent themselves.)
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def stop_process(proc: subprocess.Popen[Any], first: int, grace_s: float) -> None:
-    """Send `first`, then SIGKILL after `grace_s`; always reaps."""
-    if proc.poll() is None:
-        proc.send_signal(first)
-        try:
-            proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-def post_json(url: str, payload: dict[str, Any], timeout_s: float = 10.0) -> bytes:
-    data = json.dumps(payload).encode()
-    request = urllib.request.Request(
-        url, data=data, headers={"Content-Type": "application/json"}, method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=timeout_s) as response:
-        body: bytes = response.read()
-        return body
-
-
-@dataclass
-class Server:
-    proc: subprocess.Popen[bytes]
-    port: int
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-
-@contextlib.contextmanager
-def example_server(
+def trial_server(
     workdir: Path, max_batch: int, step_ms: float, io_dir: str | None
-) -> Iterator[Server]:
+) -> contextlib.AbstractContextManager[ExampleServer]:
     """A fresh example server on a port it picks itself (no race), warmed up, then stopped.
 
     Fresh per trial rather than reset between trials: a reset would still carry the GC
     fault's grown and fragmented heap, the KV cache, an overload's queue and the previous
     fault's files into the next baseline; a start costs ~1.5 s of a ~38 s trial.
     """
-    log = workdir / "server.log"
     env = {**os.environ, "TMPDIR": io_dir} if io_dir else None  # where its io fault writes
-    argv = [sys.executable, str(SERVER_SCRIPT), "--host", HOST, "--port", "0"]
-    argv += ["--max-batch", str(max_batch), "--step-ms", str(step_ms)]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            preexec_fn=_die_with_us,
-        )
-    try:
-        port = _wait_listening(proc, log, timeout_s=30.0)
-        server = Server(proc, port)
-        # The first stream pays for lazy imports; keep that out of the measured baseline.
-        post_json(server.base_url + "/v1/completions", {**BODY, "max_tokens": 2}, 30.0)
-        yield server
-    finally:
-        stop_process(proc, signal.SIGTERM, 10.0)
-
-
-def _wait_listening(proc: subprocess.Popen[bytes], log: Path, timeout_s: float) -> int:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        text = log.read_text(errors="replace")
-        if (m := _LISTENING.search(text)) is not None:
-            return int(m.group(1))
-        if proc.poll() is not None:
-            raise RuntimeError(f"the example server exited ({proc.returncode}): {text[-800:]}")
-        time.sleep(0.05)
-    raise RuntimeError(f"the example server did not listen within {timeout_s:.0f}s")
+    flags = ["--max-batch", str(max_batch), "--step-ms", str(step_ms)]
+    return example_server(workdir, flags, env=env)
 
 
 class Perfsleuth:
@@ -213,7 +138,7 @@ class Perfsleuth:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
-            preexec_fn=_die_with_us,
+            preexec_fn=die_with_parent,  # no perfsleuth outlives this script
         )
         self._reader = threading.Thread(target=self._read, name="perfsleuth-output", daemon=True)
         self._reader.start()
@@ -228,7 +153,7 @@ class Perfsleuth:
 
     def stop(self) -> None:
         # SIGINT is perfsleuth's Ctrl-C: the run is still stored (as interrupted).
-        stop_process(self.proc, signal.SIGINT, 20.0)
+        stop_process(self.proc, signal.SIGINT, 20.0, reap_s=10.0)
         self._reader.join(timeout=5)
 
     def output_tail(self, lines: int = 12) -> str:
@@ -334,7 +259,7 @@ def _toml(value: Any) -> str:
     raise TypeError(f"no TOML for {type(value).__name__}")
 
 
-def overload_scenario(server: Server, base: float, over: float, duration_s: float) -> str:
+def overload_scenario(server: ExampleServer, base: float, over: float, duration_s: float) -> str:
     """The flags' request with a rate that jumps from `base` to `over` at half time."""
     half = f'"{duration_s / 2:g}s"'
     return f"""\
@@ -360,7 +285,7 @@ def run_trial(s: Settings, condition: str, strength: float | None, number: int) 
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="psattr-")))
         try:
-            server = stack.enter_context(example_server(tmp, s.max_batch, s.step_ms, s.io_dir))
+            server = stack.enter_context(trial_server(tmp, s.max_batch, s.step_ms, s.io_dir))
         except (RuntimeError, OSError) as exc:
             trial.error = f"server: {exc}"
             return trial
@@ -435,7 +360,7 @@ class Fault:
 
     condition: str
     strength: float | None
-    server: Server
+    server: ExampleServer
     io_dir: str | None
     generators: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
@@ -611,7 +536,7 @@ def measure_capacity(exe: Sequence[str], max_batch: int, step_ms: float) -> floa
     duration_s, warmup_s = 10, 2
     with tempfile.TemporaryDirectory(prefix="psattr-cap-") as name:
         tmp = Path(name)
-        with example_server(tmp, max_batch, step_ms, None) as server:
+        with trial_server(tmp, max_batch, step_ms, None) as server:
             args = flag_args(server.base_url, 1, duration_s)
             rate_at = args.index("--rate")
             args[rate_at : rate_at + 2] = ["--users", str(2 * max_batch)]

@@ -35,10 +35,15 @@ least twice the noise CV. A 5% step in 6% noise is not visible in two months of 
 values (its t statistic with 5 nights after it is ~1.7); finding it is the job of a
 per-run comparison with thousands of samples, not of the nightly history. The
 `below_floor` set holds such steps (1-2x the CV) and is reported apart, not in the F1.
+
+Run as a script, it prints what a seed's sets hold (`--list`: every series):
+
+    python benchmarks/changepoint_data.py [--seed N] [--list]
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import math
 import random
@@ -236,3 +241,33 @@ def below_floor(seed: int = DEFAULT_SEED, count: int = 40) -> list[Labelled]:
         values = _render(rng, noise, levels)
         out.append(Labelled(f"below_floor-{k}", "below_floor", values, [at], note))
     return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    ap.add_argument("--seed", type=int, default=DEFAULT_SEED, help=f"[{DEFAULT_SEED}]")
+    ap.add_argument("--list", action="store_true", help="one line per series")
+    a = ap.parse_args(argv)
+    for title, series in (
+        ("labelled", labelled_set(a.seed)),
+        ("noise_only", noise_only(a.seed)),
+        ("below_floor", below_floor(a.seed)),
+    ):
+        families: dict[str, list[Labelled]] = {}
+        for one in series:
+            families.setdefault(one.family, []).append(one)
+        print(f"{title}: {len(series)} series (seed {a.seed})")
+        for family, members in families.items():
+            nights = [len(m.values) for m in members]
+            changes = sum(len(m.changes) for m in members)
+            print(
+                f"  {family:<12} {len(members):>4} series, {min(nights)}-{max(nights)} nights, "
+                f"{changes} change points"
+            )
+            if a.list:
+                for m in members:
+                    print(f"    {m.name:<16} {len(m.values):>4} nights {m.changes} {m.note}")
+
+
+if __name__ == "__main__":
+    main()

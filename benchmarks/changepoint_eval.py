@@ -51,7 +51,8 @@ from pathlib import Path
 from typing import Any
 
 import changepoint_data as data
-from _peers import REPO, header, run_main, table, verdict
+from _peers import header, run_main, table, verdict
+from _support import REPO
 
 from tracker.analysis.changepoints import detect
 from tracker.analysis.changepoints_stats import PrefixSums, diff_sigma, t_two_sided_p

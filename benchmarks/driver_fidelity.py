@@ -24,18 +24,16 @@ import subprocess
 
 from _peers import (
     Nginx,
-    find_perfsleuth,
     fmt,
     header,
     median,
-    pin_prefix,
     run_main,
     run_perfsleuth,
     run_reference,
-    split_cpus,
     table,
     verdict,
 )
+from _support import add_driver_args, find_perfsleuth, pin_prefix, split_cpus
 
 RATE_TOLERANCE = 0.01
 LAG_P99_MS = 2.0
@@ -107,8 +105,7 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=20.0, help="seconds per run [20]")
     ap.add_argument("--repeats", type=int, default=3, help="repeats (medians) [3]")
     ap.add_argument("--hey-workers", type=int, default=10, help="hey -c (rate split) [10]")
-    ap.add_argument("--perfsleuth", help="perfsleuth executable (default: found next to python)")
-    ap.add_argument("--no-pin", action="store_true", help="do not pin server/client to CPUs")
+    add_driver_args(ap)
     ap.add_argument("--no-hey", action="store_true")
     a = ap.parse_args()
     header("fidelity: open model vs nginx")

@@ -20,18 +20,8 @@ import subprocess
 import time
 
 import psutil
-from _peers import (
-    Nginx,
-    find_perfsleuth,
-    fmt,
-    header,
-    median,
-    run_main,
-    run_perfsleuth,
-    split_cpus,
-    table,
-    verdict,
-)
+from _peers import Nginx, fmt, header, median, run_main, run_perfsleuth, table, verdict
+from _support import add_driver_args, find_perfsleuth, split_cpus
 
 TOLERANCE = 0.10
 MIB = 1024 * 1024
@@ -86,8 +76,7 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=300.0, help="open-model rate [300]")
     ap.add_argument("--repeats", type=int, default=1, help="repeats [1]")
     ap.add_argument("--interval", type=float, default=1.0, help="RSS sampling interval, s [1]")
-    ap.add_argument("--perfsleuth", help="perfsleuth executable (default: found next to python)")
-    ap.add_argument("--no-pin", action="store_true", help="do not pin server/client to CPUs")
+    add_driver_args(ap)
     a = ap.parse_args()
     if a.minutes <= 1.0:
         raise SystemExit("--minutes must be more than 1 (RSS after 1 minute is the baseline)")

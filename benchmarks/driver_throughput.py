@@ -20,7 +20,6 @@ import argparse
 from _peers import (
     Nginx,
     PeerRun,
-    find_perfsleuth,
     fmt,
     header,
     median,
@@ -28,10 +27,10 @@ from _peers import (
     run_main,
     run_perfsleuth,
     run_wrk,
-    split_cpus,
     table,
     verdict,
 )
+from _support import add_driver_args, find_perfsleuth, split_cpus
 
 TARGET_VS_LOCUST = 1.2
 
@@ -56,8 +55,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3, help="repeats (medians) [3]")
     ap.add_argument("--users", type=int, default=32, help="concurrent users/connections [32]")
     ap.add_argument("--wrk-threads", type=int, default=1, help="wrk -t [1]")
-    ap.add_argument("--perfsleuth", help="perfsleuth executable (default: found next to python)")
-    ap.add_argument("--no-pin", action="store_true", help="do not pin server/client to CPUs")
+    add_driver_args(ap)
     ap.add_argument("--skip", action="append", default=[], choices=["locust", "wrk"])
     a = ap.parse_args()
     header("throughput: closed model vs nginx")

@@ -25,21 +25,15 @@ import math
 import subprocess
 import sys
 
-from _peers import (
+from _peers import fmt, header, median, run_main, run_perfsleuth, run_reference, table, verdict
+from _support import (
     HOST,
+    add_driver_args,
     find_perfsleuth,
-    fmt,
     free_port,
-    header,
-    median,
     pin_prefix,
-    run_main,
-    run_perfsleuth,
-    run_reference,
     split_cpus,
     stop_process,
-    table,
-    verdict,
     wait_port,
 )
 
@@ -174,8 +168,7 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=30.0, help="seconds per run [30]")
     ap.add_argument("--repeats", type=int, default=3, help="repeats (medians) [3]")
     ap.add_argument("--users", type=int, default=50, help="concurrent streams [50]")
-    ap.add_argument("--perfsleuth", help="perfsleuth executable (default: found next to python)")
-    ap.add_argument("--no-pin", action="store_true", help="do not pin server/client to CPUs")
+    add_driver_args(ap)
     ap.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.serve:

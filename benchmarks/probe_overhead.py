@@ -30,20 +30,8 @@ import subprocess
 import sys
 import time
 
-from _peers import (
-    fmt,
-    free_port,
-    header,
-    median,
-    pin_prefix,
-    run_main,
-    run_wrk,
-    split_cpus,
-    stop_process,
-    table,
-    verdict,
-    wait_port,
-)
+from _peers import fmt, header, median, run_main, run_wrk, table, verdict
+from _support import free_port, pin_prefix, split_cpus, stop_process, wait_port
 
 TARGET_PCT_OF_CORE = 1.0
 MAX_THROUGHPUT_LOSS = 0.03

@@ -29,12 +29,13 @@ import time
 from pathlib import Path
 
 from tracker.analysis.compare import Options
-from tracker.commands_compare import render
-from tracker.comparing import compare_stored, estimates_for_summary, parse_spec
-from tracker.metrics import LATENCY, Window
-from tracker.runs import load_run
+from tracker.cli.compare import render
+from tracker.documents.run_document import run_document
+from tracker.documents.stored_run import load_run
+from tracker.documents.stored_summary import estimates_for_summary
+from tracker.records.window import LATENCY, Window
+from tracker.regressions.baseline import compare_stored, parse_spec
 from tracker.store import Store
-from tracker.summary import run_document
 
 SCENARIO_KEY = "bench0123456789ab"
 

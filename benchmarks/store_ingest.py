@@ -44,8 +44,9 @@ from pathlib import Path
 
 from _peers import fmt, header, median, run_main, table, verdict
 
-from tracker.metrics import LATENCY, LATENCY_UNCORRECTED, LOOP_LAG, SCHEDULE_LAG, Window
-from tracker.store import SampleRecord, Store
+from tracker.records import SampleRecord
+from tracker.records.window import LATENCY, LATENCY_UNCORRECTED, LOOP_LAG, SCHEDULE_LAG, Window
+from tracker.store import Store
 
 TARGET_S = 5.0
 ERROR_RATE = 0.001

@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import fcntl
 import json
 import math
@@ -71,58 +70,36 @@ import tempfile
 import termios
 import threading
 import time
-import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import psutil
-from _peers import (
-    HOST,
-    REPO,
+from _peers import fmt, header, median, run_main, table, verdict
+from _support import (
+    BODY,
+    add_driver_args,
+    die_with_parent,
+    example_server,
     find_perfsleuth,
-    fmt,
-    header,
-    median,
     pin_prefix,
-    run_main,
     split_cpus,
     stop_process,
-    table,
-    verdict,
 )
 
-from tracker.metrics import SCHEDULE_LAG, Histogram
+from tracker.records.window import SCHEDULE_LAG, Histogram
 from tracker.store import Store
 
 LAG_RATIO = 1.1
 TUI_CPU_PCT = 5.0
 POLL_S = 0.2
 
-SERVER_SCRIPT = REPO / "examples" / "llm_server.py"
 # Lighter steps and wider batches than the demo's defaults (--max-batch 16, --step-ms 18,
 # --per-seq-ms 2: ~10 req/s of 32 tokens at most), so 40 req/s (and more) stream without queueing.
 SERVER_FLAGS = ("--max-batch", "64", "--step-ms", "4", "--per-seq-ms", "0.2")
-# The demo's request (tracker/demo.py).
-PROMPT = (
-    "Explain, step by step and with a short example, why a service that is fast alone can "
-    "become slow under load: queueing, batching, garbage collection and disk writes."
-)
-BODY = {"model": "sim", "prompt": PROMPT, "max_tokens": 32, "stream": True}
 STEADY_FROM_S = 2.0  # the steady-state lag leaves out the run's first seconds (start-up)
-
-_LISTENING = re.compile(r"listening on http://[\d.]+:(\d+)")
-
-_PR_SET_PDEATHSIG = 1
-_libc = ctypes.CDLL(None, use_errno=True)
-_prctl = _libc.prctl  # resolved before any fork: the pre-exec hooks only call it
-
-
-def _server_preexec() -> None:
-    # Between fork and exec: SIGTERM the child when this script dies, even by SIGKILL.
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _pty_preexec() -> None:
@@ -130,52 +107,7 @@ def _pty_preexec() -> None:
     # as in a shell; and the child goes when this script dies.
     with contextlib.suppress(OSError):
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-# -- the server ----------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def example_server(workdir: Path, cpu: int | None, flags: Sequence[str]) -> Iterator[str]:
-    """The example LLM server on a port it picks, warmed up; yields its base URL."""
-    log = workdir / "server.log"
-    argv = [*pin_prefix(cpu), sys.executable, str(SERVER_SCRIPT), "--host", HOST, "--port", "0"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [*argv, *flags],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # a terminal's Ctrl-C reaches this script only
-            preexec_fn=_server_preexec,
-        )
-    try:
-        deadline = time.monotonic() + 30.0
-        port = None
-        while port is None:
-            text = log.read_text(errors="replace")
-            if (m := _LISTENING.search(text)) is not None:
-                port = int(m.group(1))
-            elif proc.poll() is not None:
-                raise RuntimeError(f"the example server exited ({proc.returncode}): {text}")
-            elif time.monotonic() > deadline:
-                raise RuntimeError("the example server did not listen within 30 s")
-            else:
-                time.sleep(0.05)
-        base = f"http://{HOST}:{port}"
-        # The first stream pays for lazy imports: keep it out of the first measured run.
-        request = urllib.request.Request(
-            base + "/v1/completions",
-            data=json.dumps({**BODY, "max_tokens": 2}).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            response.read()
-        yield base
-    finally:
-        stop_process(proc, signal.SIGTERM, 10.0)
+    die_with_parent()
 
 
 # -- perfsleuth under a pseudo-terminal ------------------------------------------------------
@@ -378,7 +310,7 @@ def run_once(
                 burner = subprocess.Popen(
                     [*pin_prefix(cpu), sys.executable, "-c", BURNER, f"{run.burn_ms:g}",
                      str(SCREEN_NICE), f"{duration + 30:g}", str(run.burn_bursts)],
-                    preexec_fn=_server_preexec,
+                    preexec_fn=die_with_parent,
                 )  # fmt: skip
             t_start = time.time()
             proc = subprocess.Popen(
@@ -543,8 +475,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="on/off pairs (medians) [3]")
     ap.add_argument("--rate", type=float, default=40.0, help="streamed requests/s [40]")
     ap.add_argument("--size", type=parse_size, default=(120, 40), help="COLSxROWS [120x40]")
-    ap.add_argument("--perfsleuth", help="perfsleuth executable (default: found next to python)")
-    ap.add_argument("--no-pin", action="store_true", help="do not pin server/client to CPUs")
+    add_driver_args(ap)
     ap.add_argument(
         "--control",
         type=float,
@@ -598,7 +529,7 @@ def main() -> None:
     runs: list[Run] = []
     with (
         tempfile.TemporaryDirectory(prefix="psbench-tui-server-") as work,
-        example_server(Path(work), server_cpu, flags) as base,
+        example_server(Path(work), flags, cpu=server_cpu, new_session=True) as server,
     ):
         for k in range(a.repeats):
             modes = [Run(True, k + 1), Run(False, k + 1)]
@@ -608,7 +539,7 @@ def main() -> None:
                 r = run_once(
                     r,
                     exe=exe,
-                    url=base,
+                    url=server.base_url,
                     rate=a.rate,
                     duration=a.duration,
                     size=(cols, rows),

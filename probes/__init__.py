@@ -16,16 +16,16 @@ import re
 
 from probes.cpu import CpuProbe
 from probes.disk import DiskProbe, ProcessIOProbe
-from probes.gc_go import GoGcProbe
-from probes.gc_jvm import JvmGcProbe
-from probes.gc_python import PythonGcProbe
+from probes.gc.go import GoGcProbe
+from probes.gc.jvm import JvmGcProbe
+from probes.gc.python import PythonGcProbe
 from probes.gpu import GpuProbe
 from probes.memory import MemoryProbe
 from probes.own import SelfProbe
 from probes.pressure import PressureProbe
 from probes.sampler import Probe, ProbeSample, Sampler, default_probes
-from probes.stacks import StackProbe
-from probes.stacks_gc import GcEstimateProbe
+from probes.stacks.gc_estimate import GcEstimateProbe
+from probes.stacks.probe import StackProbe
 from probes.target import ProbeError, Target
 
 _PROBE_CLASSES = (

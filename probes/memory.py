@@ -1,7 +1,7 @@
 """Memory probe: the target tree's resident memory and page faults, host memory and swap.
 
 Used by ``probes.sampler`` through ``default_probes()``. Memory pressure (PSI) is in
-``probes.pressure``; garbage-collector pauses in the ``probes.gc_*`` probes.
+``probes.pressure``; garbage-collector pauses in the ``probes.gc`` probes.
 """
 
 from __future__ import annotations

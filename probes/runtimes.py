@@ -18,12 +18,12 @@ from typing import IO, cast
 
 import psutil
 
-from probes.gc_go import GoGcProbe
-from probes.gc_jvm import JvmGcProbe
-from probes.gc_python import PythonGcProbe
+from probes.gc.go import GoGcProbe
+from probes.gc.jvm import JvmGcProbe
+from probes.gc.python import PythonGcProbe
 from probes.sampler import Probe
-from probes.stacks import StackProbe
-from probes.stacks_gc import GcEstimateProbe
+from probes.stacks.gc_estimate import GcEstimateProbe
+from probes.stacks.probe import StackProbe
 from probes.target import Target
 
 # Go writes this marker at the start of its build-info section in every binary

@@ -34,15 +34,19 @@ _TREE_MAX_AGE_S = 1.0
 
 @runtime_checkable
 class Probe(Protocol):
-    """What the sampler needs from a probe; new probes (PSI, GC, GPU...) implement this.
+    """What the sampler needs from a probe; every probe in this package implements it
+    (CPU, memory, PSI, disk, process I/O, GPU, self, the GC probes and the stack probes).
 
-    ``sample`` returns metrics named ``<resource>.<what>_<unit>``. It keeps its own
-    previous counters so rates are per second between consecutive calls; the
+    ``sample`` returns a flat dict of metrics named ``<resource>.<what>_<unit>`` (each
+    declared, with its unit, in the probe's ``METRICS``) to finite numbers. It keeps
+    its own previous counters so rates are per second between consecutive calls; the
     first call returns gauges only. An empty ``procs`` means there is no live
     target, so target metrics must be left out. A probe that cannot work sets
     ``unavailable`` to a one-line reason and is not called again; one that can only
     do part of its work may keep a ``partly_unavailable`` mapping {part: reason},
-    reported as "<probe>.<part>" next to the unavailable probes.
+    reported as "<probe>.<part>" next to the unavailable probes. A probe holding
+    threads, processes or files has a ``close()`` (optional, idempotent) that the
+    sampler calls when it stops. tests/unit/test_probe_contracts.py checks all this.
     """
 
     name: str

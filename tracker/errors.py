@@ -1,16 +1,23 @@
-"""Errors the CLI turns into one clear line and an exit code (DESIGN.md §3).
+"""Errors that become one clear line and an exit code, and the exit codes themselves.
 
-Every layer raises these instead of printing, so `tracker.cli` is the only place
-that decides what the user sees.
+The contract (docs/json.md, "Exit codes"; README's table) is defined here and nowhere
+else. Layers below the command line raise these instead of printing; `tracker.cli.main`
+turns each into its one line and code.
 """
 
 from __future__ import annotations
 
 EXIT_OK = 0
+#: A regression (`compare`, `run --baseline`), a failed `[slo]` threshold, or an
+#: unaccepted change point with `history --fail-on-change`.
 EXIT_REGRESSION = 1
 EXIT_USAGE = 2
+#: The data cannot tell; only with `--fail-on-inconclusive`.
 EXIT_INCONCLUSIVE = 3
+#: The run itself failed (nothing listens at the URL, the target died); stored as failed.
 EXIT_RUN_FAILED = 4
+#: Ctrl-C or SIGTERM; the run is stored as interrupted (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
 
 
 class PerfsleuthError(Exception):

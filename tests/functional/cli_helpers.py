@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,23 @@ def start_perfsleuth(*args: str, cwd: Path) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def read_until_counted(proc: subprocess.Popen[str], column: str, at_least: int) -> str:
+    """Read a started `perfsleuth run`'s (or `demo`'s) progress lines from its stderr until
+    their `column` ("sent" or "ok") adds up to `at_least`, warm-up windows left out as the
+    run's totals leave them: a deadline polled rather than a fixed wait, which a busy
+    machine's slow start-up could use up. Returns the lines read."""
+    assert proc.stderr is not None
+    count = re.compile(rf"^\[\s*\d+s/.*\b{column}\s+(\d+)")
+    lines, total = [], 0
+    for line in proc.stderr:
+        lines.append(line)
+        if (m := count.match(line)) is not None and "(warm-up)" not in line:
+            total += int(m.group(1))
+            if total >= at_least:
+                return "".join(lines)
+    raise AssertionError(f"the run ended before {at_least} {column}:\n" + "".join(lines))
 
 
 def show_json(db: str, run: str, cwd: Path) -> dict:

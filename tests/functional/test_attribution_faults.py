@@ -139,25 +139,37 @@ def test_disk_writers_outside_the_target_are_io(tmp_path):
     assert not any("target write" in e for e in finding["evidence"][:3])  # seen from the host
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(300)
 def test_an_attached_python_servers_gc_is_memory(tmp_path):
-    with running_llm_server() as server:
+    fault_at = 14
+    for attempt in (1, 2):
+        with running_llm_server() as server:
 
-        @contextlib.contextmanager
-        def gc_fault() -> Iterator[None]:
-            body = {"fault": "gc", "strength": 2}
-            assert httpx.post(server.url + "/admin/fault", json=body).status_code == 200
-            yield
-            httpx.post(server.url + "/admin/fault", json={"fault": "none"})
+            @contextlib.contextmanager
+            def gc_fault() -> Iterator[None]:
+                body = {"fault": "gc", "strength": 2}
+                assert httpx.post(server.url + "/admin/fault", json=body).status_code == 200
+                yield
+                httpx.post(server.url + "/admin/fault", json={"fault": "none"})
 
-        # py-spy's GC estimate comes in 5 s windows, the first ends 5-7 s into the run: a
-        # fault at 14 s leaves it a steady state to rise from (the latency detection itself
-        # does not wait for it).
-        load = _flags(server.url, 24)
-        doc = _run(tmp_path, server.pid, load, gc_fault, duration_s=24, fault_at_s=14)
-    if "gc.pause_ms_per_s_estimate" not in doc["probes"]:
-        pytest.skip("the interpreter has no GC symbols for py-spy (a stripped python)")
-    finding = _named(doc, half_s=14)
+            # py-spy's GC estimate comes in 5 s windows, the first ends 5-7 s into the run:
+            # a fault at 14 s leaves it a steady state to rise from (the latency detection
+            # itself does not wait for it).
+            load = _flags(server.url, 24)
+            (where := tmp_path / f"try{attempt}").mkdir()
+            doc = _run(where, server.pid, load, gc_fault, duration_s=24, fault_at_s=fault_at)
+        if "gc.pause_ms_per_s_estimate" not in doc["probes"]:
+            pytest.skip("the interpreter has no GC symbols for py-spy (a stripped python)")
+        overlapping = [f for f in doc["findings"] if f["end_s"] > fault_at]
+        if any(f["flagged_at_s"] >= fault_at for f in overlapping) or not overlapping:
+            break
+        # The fault's time fell inside an event raised before it: something else slowed
+        # the server first (on a busy CI machine its TTFT doubled from 8 s, and the event
+        # flagged at 11 s ran on through the fault). Such an event is judged against the
+        # seconds before its start, too few for the GC estimate (one value per 5 s) to
+        # count, so the run had no steady state for this test to judge: it is run again.
+        print(f"try {attempt}: an event raised before the fault covers it\n{_text(doc)}")
+    finding = _named(doc, half_s=fault_at)
     assert finding["cause"] == "memory", _text(doc)
     # The estimate itself rose (this also covers the probe: >= 5 ms/s, 1.3x and 3 sigma).
     assert any("GC pause time (estimated)" in e for e in finding["evidence"])

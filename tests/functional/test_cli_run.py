@@ -8,8 +8,8 @@ import sqlite3
 import time
 
 import pytest
-from cli_helpers import perfsleuth, show_json, start_perfsleuth
-from support.llm_server import running_llm_server
+from cli_helpers import perfsleuth, read_until_counted, show_json, start_perfsleuth
+from support.llm_server import free_port, running_llm_server
 
 PERCENTILE_KEYS = {"p50", "p90", "p95", "p99", "p999", "max", "mean"}
 STREAM_BODY = json.dumps({"prompt": "one two three four", "max_tokens": 8, "stream": True})
@@ -196,9 +196,10 @@ def test_interrupt_keeps_the_run(server, db, tmp_path, signum):
         cwd=tmp_path,
     )
     try:
-        time.sleep(4.0)
+        seen = read_until_counted(proc, "ok", 4)  # once it has answers, however slow to start
         proc.send_signal(signum)
         _, stderr = proc.communicate(timeout=30)
+        stderr = seen + stderr
     finally:
         proc.kill()
     assert proc.returncode == 130, stderr
@@ -210,15 +211,12 @@ def test_interrupt_keeps_the_run(server, db, tmp_path, signum):
 
 
 def test_launched_target_dying_mid_run_is_survived(db, tmp_path):
-    import socket
     import sys
     from pathlib import Path
 
     import psutil
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # outside the ephemeral range: no connection takes it meanwhile
     server = Path(__file__).resolve().parents[2] / "examples" / "llm_server.py"
     proc = start_perfsleuth(
         "run", "--url", f"http://127.0.0.1:{port}/v1/inference", "--rate", "5", "--duration", "6s",
@@ -235,8 +233,8 @@ def test_launched_target_dying_mid_run_is_survived(db, tmp_path):
                     victim = child
             time.sleep(0.2)
         assert victim is not None, "the launched server never appeared"
-        # Kill it once the load has been running for a while.
-        time.sleep(3.0)
+        # Kill it once the load has had answers (at 5 req/s, most of the 6 s are left).
+        read_until_counted(proc, "ok", 5)
         victim.kill()
         _, stderr = proc.communicate(timeout=60)
     finally:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+import tempfile
 
 import pytest
-from cli_helpers import perfsleuth, show_json
+from cli_helpers import perfsleuth, read_until_counted, show_json
+from support.filesystems import on_tmpfs
+from support.llm_server import REPO_ROOT
 
 
 @pytest.mark.timeout(120)
@@ -58,13 +62,20 @@ def test_demo_shows_the_fault_slowing_the_second_half(tmp_path):
 @pytest.mark.parametrize(("fault", "cause"), [("gc", "memory"), ("io", "io")])
 def test_demo_names_the_cause_of_each_fault(tmp_path, fault, cause):
     db = f"sqlite:///{tmp_path / 'demo.db'}"
-    # 20 s, not 14: the fault then starts at 10 s, after 8 steady windows past the 2 s of
-    # warm-up rather than the detector's bare minimum of 5, whose spread one noisy second
-    # on a busy CI machine could widen enough to hide the fault (seen once for io).
-    done = perfsleuth(
-        "demo", "--duration", "20s", "--fault", fault, "--no-tui", "--db", db,
-        cwd=tmp_path, timeout=110,
-    )  # fmt: skip
+    with contextlib.ExitStack() as stack:
+        env = None
+        if fault == "io" and on_tmpfs(tempfile.gettempdir()):
+            # The server's io fault writes under $TMPDIR, and fsync costs nothing on tmpfs:
+            # there the fault would not slow anything. Beside the checkout is a real disk.
+            where = tempfile.TemporaryDirectory(prefix="perfsleuth-io-", dir=REPO_ROOT)
+            env = {"TMPDIR": stack.enter_context(where)}
+        # 20 s, not 14: the fault then starts at 10 s, after 8 steady windows past the 2 s
+        # of warm-up rather than the detector's bare minimum of 5, whose spread one noisy
+        # second on a busy CI machine could widen enough to hide the fault (seen once for io).
+        done = perfsleuth(
+            "demo", "--duration", "20s", "--fault", fault, "--no-tui", "--db", db,
+            cwd=tmp_path, timeout=110, env=env,
+        )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert f"the injected fault was '{fault}' ({cause}): it matches." in done.stdout, done.stdout
     # Announced while the run went, with its cause.
@@ -75,12 +86,19 @@ def test_demo_names_the_cause_of_each_fault(tmp_path, fault, cause):
 
 
 def test_demo_without_fault_runs_clean(tmp_path):
-    db = f"sqlite:///{tmp_path / 'demo.db'}"
-    done = perfsleuth(
-        "demo", "--duration", "10s", "--fault", "none", "--db", db, cwd=tmp_path, timeout=90
-    )
-    assert done.returncode == 0, done.stderr
-    doc = show_json(db, "latest", tmp_path)
+    for attempt in (1, 2):
+        db = f"sqlite:///{tmp_path / f'demo{attempt}.db'}"
+        done = perfsleuth(
+            "demo", "--duration", "10s", "--fault", "none", "--db", db, cwd=tmp_path, timeout=90
+        )
+        assert done.returncode == 0, done.stderr
+        doc = show_json(db, "latest", tmp_path)
+        if not doc["findings"]:
+            break
+        # Another process can slow the server for real mid-run (seen on a shared machine:
+        # its disk writes, flagged "io" from 7 s), which one run cannot tell from a false
+        # alarm: what a healthy run finds is statistical, so a second run must be clean.
+        print(f"try {attempt} found {[(f['start_s'], f['cause']) for f in doc['findings']]}")
     assert doc["requests"]["errors"] == 0
     assert doc["requests"]["ok"] >= 30
     assert doc["findings"] == []
@@ -92,7 +110,6 @@ def test_ctrl_c_in_a_terminal_keeps_the_demo_run_and_stops_the_server(tmp_path):
     import signal
     import subprocess
     import sys
-    import time
 
     import psutil
 
@@ -107,7 +124,9 @@ def test_ctrl_c_in_a_terminal_keeps_the_demo_run_and_stops_the_server(tmp_path):
         start_new_session=True,
     )
     try:
-        time.sleep(7)
+        # Once 8 requests are answered past the warm-up, however long a busy machine takes
+        # to start the server and the run (a fixed wait could leave fewer).
+        seen = read_until_counted(proc, "ok", 8)
         servers = [
             p for p in psutil.Process(proc.pid).children(recursive=True)
             if "llm_server.py" in " ".join(p.cmdline())
@@ -115,6 +134,7 @@ def test_ctrl_c_in_a_terminal_keeps_the_demo_run_and_stops_the_server(tmp_path):
         assert servers, "the demo server was not running"
         os.killpg(proc.pid, signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=30)
+        stderr = seen + stderr
     finally:
         proc.kill()
     assert proc.returncode == 130, stderr

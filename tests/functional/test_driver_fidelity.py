@@ -10,15 +10,15 @@ import time
 
 import httpx
 import pytest
-from cli_helpers import perfsleuth, show_json, start_perfsleuth
+from cli_helpers import perfsleuth, read_until_counted, show_json, start_perfsleuth
 from scenario_helpers import run_scenario
-from support.test_app import running_test_app
+from support.sample_app import running_sample_app
 
 
 @pytest.fixture
 def app():
     # A fresh app per test: /count must count this test's requests only.
-    with running_test_app() as url:
+    with running_sample_app() as url:
         yield url
 
 
@@ -77,7 +77,9 @@ def test_requests_in_flight_at_ctrl_c_are_reported_as_abandoned(app, tmp_path):
         "--db", db, cwd=tmp_path,
     )  # fmt: skip
     try:
-        time.sleep(3)
+        # 25 sent (each answered only after 5 s), however long a busy machine takes to
+        # start the run: a fixed 3 s wait could leave too few in flight.
+        read_until_counted(proc, "sent", 25)
         proc.send_signal(signal.SIGINT)
         time.sleep(0.3)
         proc.send_signal(signal.SIGINT)  # the second Ctrl-C abandons what is in flight
@@ -96,9 +98,9 @@ def test_a_late_ctrl_c_while_exiting_keeps_exit_130():
     # down (here: from an atexit hook), made the process die of SIGINT (-2) in CI.
     code = (
         "import atexit, os, signal\n"
-        "from tracker.commands import _exit_interrupted\n"
+        "from tracker.cli.output import exit_interrupted\n"
         "atexit.register(lambda: os.kill(os.getpid(), signal.SIGINT))\n"
-        "_exit_interrupted()\n"
+        "exit_interrupted()\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert done.returncode == 130, done.stderr

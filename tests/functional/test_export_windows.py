@@ -20,8 +20,10 @@ from hdrh.histogram import HdrHistogram
 from hdrh.log import HistogramLogReader
 from support.llm_server import running_llm_server
 
-from tracker.export_windows import CSV_COLUMNS, hlog_tag, summary_ms
-from tracker.metrics import Histogram
+from tracker.records.window import Histogram
+from tracker.reports.windows import summary_ms
+from tracker.reports.windows_csv import CSV_COLUMNS
+from tracker.reports.windows_hdr import hlog_tag
 
 SCENARIO = """
 name = "export-windows"

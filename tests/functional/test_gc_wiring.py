@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import socket
 import sys
 
 from cli_helpers import perfsleuth, show_json
 from support.go_build import build_go_server
+from support.llm_server import free_port
 
 from probes.runtimes import is_go_program, is_python_program, program_path
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_a_launched_go_server_reports_gc_pauses_and_keeps_its_own_stderr(tmp_path):
     binary = build_go_server(tmp_path)
     assert is_go_program(str(binary)) and not is_go_program(sys.executable)
-    port = _free_port()
+    port = free_port()  # outside the ephemeral range: no connection takes it meanwhile
     db = f"sqlite:///{tmp_path / 'r.db'}"
     done = perfsleuth(
         "run", "--url", f"http://127.0.0.1:{port}/", "--users", "2", "--duration", "3s",

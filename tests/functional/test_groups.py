@@ -10,7 +10,7 @@ import pytest
 from cli_helpers import perfsleuth, start_perfsleuth
 from support.llm_server import running_llm_server
 
-from tracker.metrics import LATENCY, Histogram
+from tracker.records.window import LATENCY, Histogram
 from tracker.store import Store
 
 pytestmark = pytest.mark.slow

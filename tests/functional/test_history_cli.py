@@ -9,10 +9,10 @@ from pathlib import Path
 
 from cli_helpers import perfsleuth
 
-from tracker.comparing import estimates_for_summary
-from tracker.metrics import LATENCY, Window
+from tracker.documents.run_document import run_document
+from tracker.documents.stored_summary import estimates_for_summary
+from tracker.records.window import LATENCY, Window
 from tracker.store import Store
-from tracker.summary import run_document
 
 
 def store_nights(db: str, levels: list[float], seed: int = 1) -> None:

@@ -10,13 +10,13 @@ import time
 import httpx
 import pytest
 from support.raw_http import RawConn, running_raw_server
-from support.test_app import running_test_app
+from support.sample_app import running_sample_app
 
 from tracker.transport.httpx_adapter import HttpxTransport
 
 
 def test_requests_responses_and_streams_through_httpx():
-    with running_test_app() as base:
+    with running_sample_app() as base:
 
         async def main() -> None:
             async with httpx.AsyncClient(base_url=base, transport=HttpxTransport()) as client:
@@ -37,7 +37,7 @@ def test_requests_responses_and_streams_through_httpx():
 
 
 def test_many_concurrent_requests_share_a_bounded_pool():
-    with running_test_app() as base:
+    with running_sample_app() as base:
 
         async def main() -> list[int]:
             transport = HttpxTransport(max_connections=8)

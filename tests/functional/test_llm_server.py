@@ -205,7 +205,7 @@ def test_disconnected_clients_leave_the_batch(client: httpx.Client, server: Serv
         assert next(lines).startswith("data: ")
     with pytest.raises(httpx.ReadTimeout), httpx.Client(timeout=0.3) as impatient:
         impatient.post(server.url + "/v1/inference", json={"max_tokens": 2000})
-    assert wait_for(lambda: state(client)["batch_size"] == 0, timeout=3)
+    assert wait_for(lambda: state(client)["batch_size"] == 0, timeout=10)
     assert state(client)["requests_cancelled"] == before + 2
 
 
@@ -229,13 +229,17 @@ async def _concurrent_streams(url: str, n: int, max_tokens: int) -> list[list[fl
 
 def test_concurrent_requests_share_steps(server: ServerHandle) -> None:
     tokens = 30
+    # One stream alone before and after the eight: the steps burn CPU, so a change in the
+    # machine's load during one of them would skew a single comparison.
     single = asyncio.run(_concurrent_streams(server.url, 1, tokens))[0]
     t0 = time.perf_counter()
     many = asyncio.run(_concurrent_streams(server.url, 8, tokens))
     wall8 = time.perf_counter() - t0
+    again = asyncio.run(_concurrent_streams(server.url, 1, tokens))[0]
     # Expected ~1.7x (34 ms vs 20 ms steps); sequential would be 8x.
-    assert wall8 < 3.5 * single[-1], (wall8, single[-1])
-    itl1 = per_token_ms(single, tokens)
+    alone = max(single[-1], again[-1])
+    assert wall8 < 3.5 * alone, (wall8, single[-1], again[-1])
+    itl1 = min(per_token_ms(single, tokens), per_token_ms(again, tokens))
     itl8 = statistics.median(per_token_ms(t, tokens) for t in many)
     assert itl8 > 1.25 * itl1, (itl1, itl8)  # a bigger batch makes every step longer
 
@@ -245,7 +249,9 @@ def test_full_queue_answers_503() -> None:
 
         async def burst() -> list[httpx.Response]:
             async with httpx.AsyncClient(base_url=srv.url, timeout=30) as c:
-                payload = {"prompt": "p", "max_tokens": 10}
+                # 25 steps (~0.5 s) a request: the running one cannot finish, freeing a
+                # queue slot, while the burst is still arriving on a busy machine.
+                payload = {"prompt": "p", "max_tokens": 25}
                 return await asyncio.gather(
                     *(c.post("/v1/completions", json=payload) for _ in range(7))
                 )
@@ -266,7 +272,9 @@ def test_longer_prompt_longer_ttft(client: httpx.Client) -> None:
         return min(ttft(client, "/v1/completions", payload) for _ in range(2))
 
     short, long = best_ttft("a b"), best_ttft(LONG_PROMPT)
-    assert long > short + 0.25, (short, long)  # 2500 tokens * 0.2 ms = 500 ms of prefill
+    # 2500 tokens * 0.2 ms = 500 ms of prefill against one ~20 ms step: relative, since the
+    # server's CPU burner runs up to 2x faster than asked when it calibrated on a busy host.
+    assert long > 4 * short, (short, long)
 
 
 def _chat_turns(client: httpx.Client, first: str, session: str | None = None) -> list[float]:
@@ -327,7 +335,9 @@ def test_tiny_kv_cache_evicts_alternating_sessions() -> None:
         a2, cached = turn("A", LONG_PROMPT + " a tok1 tok2 next")
         s = c.get("/admin/state").json()["kv_cache"]
     assert cached == 0 and s["evictions"] >= 2 and s["hits"] == 0
-    assert a2 > 0.75 * a1, (a1, a2)
+    # Evicted, the third turn prefills its whole prompt again, as the first did (a hit
+    # would read ~0.1x: a few new tokens against 2,500).
+    assert a2 > 0.5 * a1, (a1, a2)
 
 
 # --------------------------------------------------------------------------- slowdown + faults
@@ -335,14 +345,13 @@ def test_tiny_kv_cache_evicts_alternating_sessions() -> None:
 
 def test_slowdown_factor(client: httpx.Client) -> None:
     payload = {"prompt": "p", "max_tokens": 20}
-    normal = statistics.median(
-        per_token_ms(stream(client, "/v1/completions", payload)[0], 20) for _ in range(3)
-    )
-    client.post("/admin/slowdown", json={"factor": 2})
-    slow = statistics.median(
-        per_token_ms(stream(client, "/v1/completions", payload)[0], 20) for _ in range(3)
-    )
-    assert slow > 1.6 * normal, (normal, slow)
+    normal, slow = [], []
+    for _ in range(3):  # alternated: a change in the machine's load hits both alike
+        client.post("/admin/slowdown", json={"factor": 1})
+        normal.append(per_token_ms(stream(client, "/v1/completions", payload)[0], 20))
+        client.post("/admin/slowdown", json={"factor": 2})
+        slow.append(per_token_ms(stream(client, "/v1/completions", payload)[0], 20))
+    assert statistics.median(slow) > 1.6 * statistics.median(normal), (normal, slow)
 
 
 @pytest.mark.parametrize(
@@ -378,14 +387,16 @@ def test_fault_slows_responses(
 
 
 def test_fault_at_switches_on_later() -> None:
+    # Timed on the server's own clock (uptime_s, from its start, when --fault-at starts
+    # counting), not from when a busy machine let this test see it healthy.
     args = ("--fault", "cpu", "--fault-at", "2", "--fault-strength", "0.5")
     with running_llm_server(*args) as srv, httpx.Client(base_url=srv.url) as c:
-        t0 = time.monotonic()
         first = c.get("/admin/state").json()
+        assert first["uptime_s"] < 2, first  # up in ~0.2 s, with three CPU hogs too
         assert first["fault"] == "none" and first["fault_pending"]["fault"] == "cpu"
-        assert wait_for(lambda: c.get("/admin/state").json()["fault"] == "cpu", timeout=5)
-        assert time.monotonic() - t0 > 1.0
-        assert c.get("/admin/state").json()["fault_pending"] is None
+        assert wait_for(lambda: c.get("/admin/state").json()["fault"] == "cpu", timeout=10)
+        on = c.get("/admin/state").json()
+        assert on["uptime_s"] >= 2 and on["fault_pending"] is None, on
 
 
 @pytest.mark.parametrize("fault", ["cpu", "io"])

@@ -27,8 +27,9 @@ from cli_helpers import perfsleuth
 
 from tracker._resources import migrations_path
 from tracker.errors import UsageError
-from tracker.metrics import LATENCY, Window
-from tracker.store import SampleRecord, Store
+from tracker.records import SampleRecord
+from tracker.records.window import LATENCY, Window
+from tracker.store import Store
 from tracker.store.database import create_db_engine, current_revision, head_revision
 from tracker.store.models import Base
 

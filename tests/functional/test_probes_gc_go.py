@@ -23,8 +23,8 @@ import pytest
 from support.gc_drive import drive, wait_until
 from support.go_build import build_go_server
 
-from probes.gc_common import MAX_LINE_BYTES
-from probes.gc_go import GoGcProbe, parse_gctrace_line
+from probes.gc.common import MAX_LINE_BYTES
+from probes.gc.go import GoGcProbe, parse_gctrace_line
 from probes.sampler import ProbeSample, Sampler
 from probes.target import Target
 

@@ -26,7 +26,7 @@ import psutil
 import pytest
 from support.gc_drive import drive, wait_until
 
-from probes.gc_jvm import JvmGcProbe, parse_pause_line
+from probes.gc.jvm import JvmGcProbe, parse_pause_line
 
 SERVER_SOURCE = Path(__file__).resolve().parents[1] / "support" / "gc_servers" / "GcServer.java"
 JAVA, JAVAC, JSTAT = shutil.which("java"), shutil.which("javac"), shutil.which("jstat")
@@ -281,7 +281,7 @@ def test_jstat_dies_with_its_owner() -> None:
     # The owner stands in for perfsleuth, killed without any chance to clean up.
     code = (
         "import os, sys, time, psutil\n"
-        "from probes.gc_jvm import JvmGcProbe\n"
+        "from probes.gc.jvm import JvmGcProbe\n"
         "probe = JvmGcProbe(pid=os.getpid())\n"
         "probe.sample(time.monotonic(), [psutil.Process()])\n"
         "print(' '.join(probe.jstat_command), flush=True)\n"

@@ -26,9 +26,9 @@ import pytest
 from support.llm_server import running_llm_server
 
 from probes import Target
-from probes._gc_agent import AGENT_DIR
-from probes._gc_agent import perfsleuth_gc_agent as wire
-from probes.gc_python import PythonGcProbe
+from probes.gc._agent import AGENT_DIR
+from probes.gc._agent import perfsleuth_gc_agent as wire
+from probes.gc.python import PythonGcProbe
 
 Launch = Callable[..., subprocess.Popen[str]]
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from probes.stacks import StackProbe, StackWindow
-from probes.stacks_gc import GcEstimateProbe, gc_symbol_in, interpreter_binary, is_gc_stack
-from probes.stacks_profile import (
+from probes.stacks.gc_estimate import GcEstimateProbe, gc_symbol_in, interpreter_binary, is_gc_stack
+from probes.stacks.probe import StackProbe, StackWindow
+from probes.stacks.profile import (
     format_collapsed,
     frame_label,
     merge,
@@ -27,8 +27,8 @@ from probes.stacks_profile import (
     parse_frame,
     top_functions,
 )
-from probes.stacks_pyspy import find_py_spy
-from probes.stacks_speedscope import speedscope_document, write_speedscope
+from probes.stacks.pyspy import find_py_spy
+from tracker.reports.stacks_speedscope import speedscope_document, write_speedscope
 
 pytestmark = pytest.mark.skipif(find_py_spy() is None, reason="py-spy is not installed")
 
@@ -466,7 +466,7 @@ def _nobody_python() -> list[str] | None:
     paths = [str(Path(__file__).resolve().parents[2]), str(Path(psutil.__file__).parents[1])]
     for python in ("/usr/bin/python3", sys.executable):
         probe = subprocess.run(
-            [python, "-c", "import psutil, probes.stacks"],
+            [python, "-c", "import psutil, probes.stacks.probe"],
             env={**os.environ, "PYTHONPATH": os.pathsep.join(paths)},
             user=65534,
             group=65534,
@@ -488,7 +488,7 @@ def test_without_ptrace_rights_the_reason_says_what_to_do(start: Start) -> None:
     target = start(SLEEPER)  # owned by root: nobody may not read its memory
     script = (
         "import os, sys, time, psutil\n"
-        "from probes.stacks import StackProbe\n"
+        "from probes.stacks.probe import StackProbe\n"
         "probe = StackProbe(int(sys.argv[1]), py_spy=sys.argv[2])\n"
         "deadline = time.monotonic() + 10\n"
         "while not probe.unavailable and time.monotonic() < deadline:\n"

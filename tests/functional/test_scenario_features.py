@@ -7,14 +7,14 @@ import json
 import pytest
 from scenario_helpers import run_scenario
 from support.llm_server import running_llm_server
-from support.test_app import running_test_app
+from support.sample_app import running_sample_app
 
 SECRET = "sk-test-0123456789abcdef"
 
 
 @pytest.fixture(scope="module")
 def app():
-    with running_test_app() as url:
+    with running_sample_app() as url:
         yield url
 
 

@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 from support.llm_server import ServerHandle, running_llm_server
 
-from tracker.metrics import LATENCY, Window
-from tracker.store import SampleRecord, Store
+from tracker.records import SampleRecord
+from tracker.records.window import LATENCY, Window
+from tracker.store import Store
 
 _TESTS = Path(__file__).resolve().parents[1]
 

@@ -19,8 +19,9 @@ from sqlalchemy import inspect
 from support.llm_server import ServerHandle, running_llm_server
 from support.postgres import PSYCOPG_MISSING, PostgresServer
 
-from tracker.metrics import ITL, LATENCY, LATENCY_UNCORRECTED, TTFT, Histogram, Window
-from tracker.store import FindingRecord, ProfileRecord, SampleRecord, Store
+from tracker.records import FindingRecord, ProfileRecord, SampleRecord
+from tracker.records.window import ITL, LATENCY, LATENCY_UNCORRECTED, TTFT, Histogram, Window
+from tracker.store import Store
 from tracker.store.database import create_db_engine, current_revision, head_revision
 
 

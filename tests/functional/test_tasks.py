@@ -14,7 +14,11 @@ from scenario_helpers import run_scenario
 from support.llm_server import REPO_ROOT, running_llm_server
 
 # A fixed decode cost and no per-sequence cost: a task's time on the server is known.
-FIXED = ("--step-ms", "10", "--per-seq-ms", "0", "--prefill-ms-per-token", "0")
+# The steps wait rather than burn CPU, so that time does not stretch on a busy machine
+# (burnt, a watched task's p50 read 413 ms against ~200 with two CPU hogs running), and
+# the server's HTTP loop is not short of the GIL while its engine works.
+FIXED = ("--step-ms", "10", "--per-seq-ms", "0", "--prefill-ms-per-token", "0",
+         "--step-cost", "wait")  # fmt: skip
 
 
 def _scenario(url: str, *, rate: float = 2, duration: str = "4s", body: str = "",

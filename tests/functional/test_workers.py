@@ -7,12 +7,12 @@ import json
 import pytest
 from cli_helpers import perfsleuth
 from scenario_helpers import run_scenario, windows
-from support.test_app import running_test_app
+from support.sample_app import running_sample_app
 
 
 @pytest.fixture(scope="module")
 def app():
-    with running_test_app() as url:
+    with running_sample_app() as url:
         yield url
 
 
@@ -28,7 +28,10 @@ def test_two_workers_send_exactly_the_one_schedule(app, tmp_path):
     assert doc["requests"]["total"] == 120
     assert doc["latency_ms"]["count"] == 120  # histograms from both workers merged
     rows = windows(tmp_path, doc["run_id"])
-    assert [w["sent"] for w in rows[:3]] == [40, 40, 40]
+    sent = [w["sent"] for w in rows]
+    # 40 a second (a send due just before a window's end may go out in the next one on a
+    # busy machine), and every send in some window.
+    assert all(abs(n - 40) <= 2 for n in sent[:3]) and sum(sent) == 120, sent
     assert [w["idx"] for w in rows] == list(range(len(rows)))
 
 
@@ -82,10 +85,9 @@ def test_ctrl_c_stops_every_worker_and_keeps_the_run(app, tmp_path):
     import signal
     import subprocess
     import sys
-    import time
 
     import psutil
-    from cli_helpers import show_json
+    from cli_helpers import read_until_counted, show_json
 
     db = f"sqlite:///{tmp_path / 'r.db'}"
     proc = subprocess.Popen(
@@ -95,10 +97,12 @@ def test_ctrl_c_stops_every_worker_and_keeps_the_run(app, tmp_path):
         start_new_session=True,
     )  # fmt: skip
     try:
-        time.sleep(4)
+        # Once 40 answers are in, however long a busy machine takes to start the workers.
+        seen = read_until_counted(proc, "ok", 40)
         children = psutil.Process(proc.pid).children(recursive=True)
         os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: the whole group
         _, stderr = proc.communicate(timeout=30)
+        stderr = seen + stderr
     finally:
         proc.kill()
     assert proc.returncode == 130, stderr

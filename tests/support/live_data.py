@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import math
 
-from probes.stacks_profile import FunctionTime
-from tracker.metrics import LATENCY, SCHEDULE_LAG, TTFT, Histogram, Window
-from tracker.store.records import FindingRecord
+from probes.stacks.profile import FunctionTime
+from tracker.records import FindingRecord
+from tracker.records.window import LATENCY, SCHEDULE_LAG, TTFT, Histogram, Window
 from tracker.tui.live import LiveFeed
 
 PROBES = {"cpu.ctx_switches_involuntary_per_s": 120.0, "mem.rss_mb": 180.0}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -39,6 +40,24 @@ class _PortTaken(Exception):
 
 
 def free_port() -> int:
+    """A loopback TCP port nothing is bound to, for a server that binds it later.
+
+    Picked below the kernel's ephemeral port range where it can be: a port from bind(0)
+    lies inside that range, where any connection opened meanwhile (the tests open many)
+    may take it as its local port before the server binds it.
+    """
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 0
+    for _ in range(50 if low > 2048 else 0):
+        port = random.randrange(max(1024, low - 10_000), low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

@@ -22,9 +22,10 @@ from textual.widgets import DataTable, Static
 
 from tracker.analysis.compare import Options
 from tracker.cli import cli
-from tracker.comparing import compare_stored, parse_spec
-from tracker.runs import load_run
-from tracker.store import FindingRecord, Store
+from tracker.documents.stored_run import load_run
+from tracker.records import FindingRecord
+from tracker.regressions.baseline import compare_stored, parse_spec
+from tracker.store import Store
 from tracker.tui.chart import LineChart
 from tracker.tui.compare_view import CompareScreen
 from tracker.tui.history_app import HistoryApp, ScenarioListScreen, ScenarioScreen
@@ -347,7 +348,7 @@ def _headless_quit(monkeypatch: pytest.MonkeyPatch, seen: list[str]) -> None:
     def run(self: HistoryApp) -> None:
         App.run(self, headless=True, size=(120, 40), auto_pilot=leave)
 
-    monkeypatch.setattr("tracker.terminal.interactive", lambda: True)
+    monkeypatch.setattr("tracker.cli.terminal.interactive", lambda: True)
     monkeypatch.setattr(HistoryApp, "run", run)
 
 

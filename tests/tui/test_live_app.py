@@ -12,8 +12,8 @@ from support.live_data import PROBES, finding, window
 from textual.pilot import Pilot
 from textual.widgets import OptionList, Static
 
-from probes.stacks_profile import FunctionTime
-from tracker.metrics import TASK_QUEUE, TASK_SUBMIT
+from probes.stacks.profile import FunctionTime
+from tracker.records.window import TASK_QUEUE, TASK_SUBMIT
 from tracker.tui.chart import LineChart
 from tracker.tui.finding_screen import FindingScreen
 from tracker.tui.live import LiveApp, LiveFeed

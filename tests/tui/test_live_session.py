@@ -23,11 +23,13 @@ import pytest
 from support.llm_server import running_llm_server
 
 from probes import Target
-from tracker.attach import execute_attach
-from tracker.runner import RunControl, RunResult, execute_run
+from tracker.recording.attach import execute_attach
+from tracker.recording.control import RunControl
+from tracker.recording.recording import RunResult
+from tracker.recording.runner import execute_run
 from tracker.scenario import LoadSpec, RequestSpec, Scenario
 from tracker.store import Store
-from tracker.tui.session import ScreenFeed, run_live
+from tracker.tui.screen_link import ScreenFeed, run_live
 from tracker.tui.state import LiveState
 
 

@@ -8,11 +8,11 @@ import pytest
 
 from tracker.analysis.compare import Options, RunSide, compare_runs
 from tracker.analysis.run_metrics import MAX_BLOCKS, Estimate, _Blocks, load_estimates
-from tracker.commands_compare import parse_thresholds
-from tracker.comparing import parse_spec
+from tracker.cli.compare import parse_thresholds
+from tracker.documents.run_document import load_sections
 from tracker.errors import UsageError
-from tracker.metrics import LATENCY, Window
-from tracker.summary import load_sections
+from tracker.records.window import LATENCY, Window
+from tracker.regressions.baseline import parse_spec
 
 ENV = {"cpu_model": "Test CPU 3000", "cpu_count": 2, "host": "ci", "git_commit": "aaa"}
 

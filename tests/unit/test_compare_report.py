@@ -10,7 +10,9 @@ import pytest
 
 from tracker.analysis.compare import RunSide, compare_runs
 from tracker.analysis.run_metrics import Estimate
-from tracker.compare_report import render_junit, render_markdown, render_text
+from tracker.reports.compare_junit import render_junit
+from tracker.reports.compare_markdown import render_markdown
+from tracker.reports.compare_text import render_text
 
 EXPECTED = Path(__file__).parent / "expected"
 

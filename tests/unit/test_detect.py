@@ -6,12 +6,12 @@ import random
 
 import pytest
 
-from probes.stacks_profile import FunctionTime
+from probes.stacks.profile import FunctionTime
 from tracker.analysis.attribute import attribute_run, probe_series
 from tracker.analysis.detect import OnlineDetector, WindowStat, detect
-from tracker.metrics import LATENCY, Window
-from tracker.runner import LiveWatch
-from tracker.store import FindingRecord, SampleRecord
+from tracker.recording.live_watch import LiveWatch
+from tracker.records import FindingRecord, SampleRecord
+from tracker.records.window import LATENCY, Window
 
 
 def windows(

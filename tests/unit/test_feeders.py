@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tracker.driver.feeders import FeederExhausted, load_dataset, make_feeder
+from tracker.driver.feeders import FeederExhausted, make_feeder
 from tracker.errors import UsageError
+from tracker.scenario.datasets import load_dataset
 
 
 def _jsonl(tmp_path, text, name="d.jsonl"):

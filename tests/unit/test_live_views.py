@@ -12,10 +12,10 @@ from pathlib import Path
 from support.live_data import window
 
 from probes.runtimes import close_probes, launch_with_gc_probes
-from tracker.commands import target_log
-from tracker.progress import ProgressPrinter
-from tracker.runner import RunControl
-from tracker.store.records import FindingRecord
+from tracker.cli.terminal import target_log
+from tracker.recording.control import RunControl
+from tracker.recording.progress import ProgressPrinter
+from tracker.records import FindingRecord
 
 
 def _finding(cause: str, confidence: float) -> FindingRecord:

@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from tracker.metrics import LATENCY, Histogram, Window, merge_windows
+from tracker.records.window import LATENCY, Histogram, Window, merge_windows
 
 
 def test_histogram_percentiles_in_ms():

@@ -3,8 +3,9 @@ import sqlite3
 import pytest
 
 from tracker.errors import UsageError
-from tracker.metrics import LATENCY, TTFT, Window
-from tracker.store import FindingRecord, ProfileRecord, SampleRecord, Store
+from tracker.records import FindingRecord, ProfileRecord, SampleRecord
+from tracker.records.window import LATENCY, TTFT, Window
+from tracker.store import Store
 from tracker.store.database import current_revision, head_revision
 from tracker.store.writer import StoreWriter
 

@@ -6,18 +6,10 @@ import time
 
 import pytest
 
-from tracker.driver.feeders import load_dataset
-from tracker.driver.template import (
-    REDACTED,
-    Template,
-    TemplateError,
-    check_variables,
-    collect_env_values,
-    redact,
-    redact_json,
-    resolve_env,
-)
 from tracker.errors import UsageError
+from tracker.scenario.datasets import load_dataset
+from tracker.scenario.secrets import REDACTED, collect_env_values, redact, redact_json, resolve_env
+from tracker.scenario.template import Template, TemplateError, check_variables
 
 ENV = {"OPENAI_API_KEY": "sk-live-123456", "MODEL": "llama-3", "EMPTY": ""}
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pickle
 
-from probes.stacks_profile import FunctionTime
-from tracker.metrics import LATENCY, SCHEDULE_LAG, TTFT, Histogram, Window
-from tracker.store.records import FindingRecord
+from probes.stacks.profile import FunctionTime
+from tracker.records import FindingRecord
+from tracker.records.window import LATENCY, SCHEDULE_LAG, TTFT, Histogram, Window
 from tracker.tui.state import HISTORY_S, PROBE_PANELS, LiveState, WindowPoints
 
 

@@ -29,11 +29,11 @@ from typing import TYPE_CHECKING, Any
 from probes import unit_of
 from tracker.analysis.causes import MIN_SCORE, evidence_for, order_causes
 from tracker.analysis.detect import Degradation, WindowStat
-from tracker.store.records import FindingRecord
+from tracker.records import FindingRecord
 from tracker.units import format_value
 
 if TYPE_CHECKING:
-    from tracker.store import SampleRecord
+    from tracker.records import SampleRecord
 
 #: Seconds before an event left out of the steady state.
 ONSET_MARGIN_S = 4

@@ -1,7 +1,7 @@
 """A run against its baseline: one verdict per metric, one for the run, and likely causes.
 
-Used by `perfsleuth compare` and `run --baseline` (through `tracker.comparing`), which
-resolve the runs and hand over plain `RunSide`s; rendering is `tracker.compare_report`.
+Used by `perfsleuth compare` and `run --baseline` (through `tracker.regressions.baseline`), which
+resolve the runs and hand over plain `RunSide`s; rendering is `tracker.reports.compare_text`.
 
 The statistics, in order:
 1. Each metric is compared on a log scale (latency, throughput, probes) or as a
@@ -40,6 +40,9 @@ TAIL_SAMPLES = 10
 #: Environment keys that change what a run measures enough to warn about.
 WARN_KEYS = {"cpu_model": "CPU model", "cpu_count": "core count"}
 SHOWN_KEYS = ("host", "kernel", "os", "python", "perfsleuth", "event_loop", "git_commit")
+#: The compare document's `schema_version` (docs/json.md, "Versioning"): new keys keep it; a
+#: key removed, renamed or retyped bumps it, so CI scripts can refuse a shape they do not know.
+COMPARE_SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -163,7 +166,8 @@ class Comparison:
     environment_changes: list[dict[str, Any]]
     alpha: float
     ci_level: float
-    # Unaccepted change points for the worse in the scenario's history (tracker.history).
+    # Unaccepted change points for the worse in the scenario's history
+    # (tracker.regressions.history).
     change_points: list[dict[str, Any]] = field(default_factory=list)
 
     def add_change_points(self, changes: list[dict[str, Any]]) -> None:
@@ -173,8 +177,9 @@ class Comparison:
             self.verdict = "regressed"
 
     def to_json(self) -> dict[str, Any]:
-        """The compare JSON contract (DESIGN.md §4b), with a few more keys."""
+        """The compare JSON contract (docs/json.md, the compare document)."""
         return {
+            "schema_version": COMPARE_SCHEMA_VERSION,
             "verdict": self.verdict,
             "run_id": self.run_id,
             "scenario": self.scenario,
@@ -460,10 +465,6 @@ def _environment_changes(candidate: RunSide, baseline: list[RunSide]) -> list[di
         if theirs:
             changes.append({"key": key, "baseline": theirs, "candidate": mine})
     return changes
-
-
-def _differing(baseline: list[RunSide], key: str, mine: Any) -> list[str]:
-    return sorted({str(b.environment.get(key)) for b in baseline if b.environment.get(key) != mine})
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:

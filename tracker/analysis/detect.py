@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from tracker.metrics import ITL, LATENCY, TTFT, Window
+from tracker.records.window import ITL, LATENCY, TTFT, Window
 
 #: Robust z a window must pass to count as off, and below which it counts as quiet again.
 Z_ON = 4.0

@@ -20,10 +20,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tracker.metrics import ITL, LATENCY, TASK_QUEUE, TASK_SUBMIT, TPOT, TTFT, Window
+from tracker.records.window import ITL, LATENCY, TASK_QUEUE, TASK_SUBMIT, TPOT, TTFT, Window
 
 if TYPE_CHECKING:  # analysis takes plain records and never loads the store (SQLAlchemy)
-    from tracker.store import SampleRecord
+    from tracker.records import SampleRecord
 
 #: Blocks kept at most while reading; past it neighbours merge (block length doubles), so
 #: an hour-long run costs what a two-minute one does.

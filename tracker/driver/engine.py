@@ -1,6 +1,6 @@
 """The async load engine: runs a load model and cuts results into 1 s windows.
 
-Used by `tracker.runner`. The load models (`tracker.driver.loads`) decide *when* a
+Used by `tracker.recording.runner`. The load models (`tracker.driver.loads`) decide *when* a
 request is intended; the engine renders it, caps concurrency (`max_inflight`), sends it,
 and records the outcome. Windows are keyed by completion time and handed to `on_window`
 once their second has passed; everything runs on one event-loop thread, so a result
@@ -22,7 +22,7 @@ from tracker.driver.prepared import RenderError, RequestMix, WireRequest
 from tracker.driver.request import Outcome, execute
 from tracker.driver.session import run_session
 from tracker.driver.tasks import TaskEnd
-from tracker.metrics import (
+from tracker.records.window import (
     INFLIGHT_WAIT,
     ITL,
     LATENCY,

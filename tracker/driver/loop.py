@@ -1,6 +1,6 @@
 """Which asyncio event loop the driver runs on: uvloop where installed, else asyncio's.
 
-Used by `tracker.runner` and the worker processes. uvloop roughly halves the event
+Used by `tracker.recording.runner` and the worker processes. uvloop roughly halves the event
 loop's cost per request (benchmarks/RESULTS.md §5); $PERFSLEUTH_EVENT_LOOP=asyncio
 forces the standard loop, e.g. to rule uvloop out when a result looks odd.
 """

@@ -13,9 +13,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from tracker.driver.feeders import Feeder, FeederExhausted, load_dataset, make_feeder
-from tracker.driver.template import Template, TemplateError
+from tracker.driver.feeders import Feeder, FeederExhausted, make_feeder
 from tracker.scenario import RequestSpec, Scenario
+from tracker.scenario.datasets import load_dataset
+from tracker.scenario.template import Template, TemplateError
 from tracker.transport import Origin, encode_request, json_body, request_target
 
 # Methods that carry a body even when empty (Content-Length: 0), as httpx sends them.

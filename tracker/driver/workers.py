@@ -1,6 +1,6 @@
 """Several driver processes sharing one schedule (`--workers N`), merged exactly.
 
-Used by `tracker.runner` when a scenario asks for more than one worker. Each worker is
+Used by `tracker.recording.runner` when a scenario asks for more than one worker. Each worker is
 a spawned process with its own event loop and HTTP client running `Driver` on its share
 of the schedule (every n-th arrival, every n-th user, a disjoint shard of `unique`
 datasets). Workers send their 1 s windows (histograms HdrHistogram-encoded) to the
@@ -24,7 +24,7 @@ from typing import Any
 from tracker.driver.engine import Driver, DriverResult
 from tracker.driver.loop import run as run_loop
 from tracker.errors import RunFailedError
-from tracker.metrics import Window
+from tracker.records.window import Window
 from tracker.scenario import Scenario
 
 _READY_TIMEOUT_S = 60.0

@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from tracker.driver.template import redact, redact_json
+from tracker.scenario.secrets import redact, redact_json
 
 LoadModel = Literal["open", "closed"]
 Arrival = Literal["constant", "poisson"]

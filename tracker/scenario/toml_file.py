@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from tracker.driver.feeders import Dataset, load_dataset
-from tracker.driver.template import Template, check_variables, collect_env_values, resolve_env
 from tracker.errors import UsageError
+from tracker.scenario.datasets import Dataset, load_dataset
 from tracker.scenario.fields import Table, parse_json_path
 from tracker.scenario.flags import (
     MAX_RATE,
@@ -40,6 +39,8 @@ from tracker.scenario.model import (
     Threshold,
 )
 from tracker.scenario.poll import parse_poll
+from tracker.scenario.secrets import collect_env_values, resolve_env
+from tracker.scenario.template import Template, check_variables
 from tracker.transport.message import header_problem
 
 _TOP = ("name", "description", "url", "probe_interval", "target", "load", "defaults",

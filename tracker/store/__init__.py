@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tracker.store.records import FindingRecord, ProfileRecord, RunRecord, SampleRecord
+from tracker.records.stored import FindingRecord, ProfileRecord, RunRecord, SampleRecord
 
 if TYPE_CHECKING:
     from tracker.store.repository import Store

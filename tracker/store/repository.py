@@ -1,6 +1,6 @@
 """`Store`: the only code that reads and writes runs, windows, probe samples and findings.
 
-Used by `tracker.runner` (writing during a run, through `tracker.store.writer`) and by
+Used by `tracker.recording.runner` (writing during a run, through `tracker.store.writer`) and by
 the CLI's `show` and reports (reading).
 """
 
@@ -16,7 +16,8 @@ from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from tracker.errors import UsageError
-from tracker.metrics import LATENCY, Histogram, Window
+from tracker.records.stored import FindingRecord, ProfileRecord, RunRecord, SampleRecord
+from tracker.records.window import LATENCY, Histogram, Window
 from tracker.store.database import create_db_engine, migrate, resolve_url
 from tracker.store.models import (
     AcknowledgementModel,
@@ -26,7 +27,6 @@ from tracker.store.models import (
     RunModel,
     WindowModel,
 )
-from tracker.store.records import FindingRecord, ProfileRecord, RunRecord, SampleRecord
 
 
 class Store:

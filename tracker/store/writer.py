@@ -1,6 +1,6 @@
 """A background thread that appends windows, probe samples and profiles to the store.
 
-Used by `tracker.runner`: the driver's event loop and the probe thread only enqueue,
+Used by `tracker.recording.runner`: the driver's event loop and the probe thread only enqueue,
 so a slow disk never delays a request. Batches are written at least every
 `flush_interval_s`, so an interrupted run loses at most that much.
 """
@@ -11,8 +11,8 @@ import queue
 import threading
 from collections.abc import Callable
 
-from tracker.metrics import Window
-from tracker.store.records import ProfileRecord, SampleRecord
+from tracker.records.stored import ProfileRecord, SampleRecord
+from tracker.records.window import Window
 from tracker.store.repository import Store
 
 _STOP = object()

@@ -3,8 +3,8 @@ likely causes and their evidence.
 
 Pushed by the history screens (`tracker.tui.history_app`) for two runs picked there, and
 first on the stack for `perfsleuth compare` on a terminal. It shows a `Comparison`'s JSON
-document (DESIGN.md §4b), formatted by the same helpers as `compare --format text`, so the
-screen and the text report always agree.
+document (docs/json.md, the compare document), formatted by the same helpers as
+`compare --format text`, so the screen and the text report always agree.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Static
 
 from tracker.analysis.compare import Comparison
-from tracker.compare_report import (
+from tracker.errors import PerfsleuthError
+from tracker.reports.compare_text import (
     VERDICT_SYMBOL,
     baseline_label,
     change_point_text,
@@ -32,7 +33,6 @@ from tracker.compare_report import (
     render_text,
     shown_metrics,
 )
-from tracker.errors import PerfsleuthError
 
 #: Verdict -> Rich style, for the header badge and the table's verdict cells.
 VERDICT_STYLES = {

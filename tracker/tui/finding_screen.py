@@ -17,7 +17,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from tracker.analysis.attribute import headline
-from tracker.store.records import FindingRecord
+from tracker.records import FindingRecord
 
 
 def finding_text(f: FindingRecord, *, live: bool) -> str:

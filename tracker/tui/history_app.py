@@ -2,7 +2,7 @@
 (`tracker.tui.scenario_view`), then two runs side by side (`tracker.tui.compare_view`).
 
 Used by `perfsleuth history` and `perfsleuth compare` on a terminal, through
-`tracker.tui.browse`. The scenario list is read in a thread worker, as every screen here
+`tracker.cli.screens`. The scenario list is read in a thread worker, as every screen here
 reads the store: the newest thousand runs with their summaries take a moment to decode.
 """
 

@@ -2,8 +2,8 @@
 
 Used by `tracker.tui.history_app` (in its thread workers) and `tracker.tui.compare_view`;
 no Textual here, so the reading and shaping are testable without a terminal. The series
-and change points are `tracker.history.scenario_history`'s, the comparison is
-`tracker.comparing.compare_stored`'s: the screens show what `history --scenario` and
+and change points are `tracker.regressions.history.scenario_history`'s, the comparison is
+`tracker.regressions.baseline.compare_stored`'s: the screens show what `history --scenario` and
 `compare` print, never a second computation of it.
 """
 
@@ -15,10 +15,11 @@ from datetime import datetime
 from typing import Any
 
 from tracker.analysis.compare import Comparison, Options
-from tracker.comparing import compare_stored, parse_spec
-from tracker.history import SERIES_LIMIT, Change, History, scenario_history
-from tracker.runs import load_run
-from tracker.store import RunRecord, Store
+from tracker.documents.stored_run import load_run
+from tracker.records import RunRecord
+from tracker.regressions.baseline import compare_stored, parse_spec
+from tracker.regressions.history import SERIES_LIMIT, Change, History, scenario_history
+from tracker.store import Store
 from tracker.units import format_ms
 
 #: Runs read to list scenarios: the same window `find_scenario` searches for a name.

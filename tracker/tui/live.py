@@ -22,9 +22,9 @@ from textual.message import Message
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
-from probes.stacks_profile import FunctionTime
-from tracker.metrics import Window
-from tracker.store.records import FindingRecord
+from probes.stacks.profile import FunctionTime
+from tracker.records import FindingRecord
+from tracker.records.window import Window
 from tracker.tui.chart import LineChart, Mark, Series
 from tracker.tui.finding_screen import FindingScreen
 from tracker.tui.state import PROBE_PANELS, LiveState, WindowPoints
@@ -341,7 +341,7 @@ class LiveApp(App[None]):
 
 
 class LiveFeed:
-    """The runner's live view (`tracker.progress.ProgressView`) for the app: called on the
+    """The runner's live view (`tracker.recording.progress.ProgressView`) for the app: called on the
     run's threads, it only posts messages."""
 
     def __init__(self, app: LiveApp) -> None:

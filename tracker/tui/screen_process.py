@@ -1,10 +1,9 @@
 """The live screen's own process: `python -m tracker.tui.screen_process FD`.
 
-`tracker.tui.session.run_live` starts it on the terminal and feeds it over the socket FD;
-the run stays in perfsleuth's process, exactly as with `--no-tui`. Textual's redraw (~20 ms
-of Python a second) then never holds the GIL the driver needs: with a core to spare, lag
-p99 read 0.92-0.96x of `--no-tui` this way and up to 1.26x with the screen in-process
-(benchmarks/RESULTS.md §11). The process runs SCREEN_NICE nicer, so that on a shared core
+`tracker.tui.screen_link.run_live` starts it on the terminal and feeds it over the socket FD;
+the run stays in perfsleuth's process, exactly as with `--no-tui`. Textual's redraw then
+never holds the GIL the driver needs (what that buys, measured against the screen drawn
+in-process: benchmarks/RESULTS.md §11). The process runs SCREEN_NICE nicer, so that on a shared core
 the kernel favours the run whenever it picks; a redraw already running is not preempted
 by a send falling due, which waits for it to yield or for the next tick (§11.0).
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from probes.stacks_profile import FunctionTime
+from probes.stacks.profile import FunctionTime
 from tracker.analysis.attribute import evidence_metrics, headline
-from tracker.metrics import ITL, LATENCY, SCHEDULE_LAG, TASK_QUEUE, TASK_SUBMIT, TTFT, Window
-from tracker.store.records import FindingRecord
+from tracker.records import FindingRecord
+from tracker.records.window import ITL, LATENCY, SCHEDULE_LAG, TASK_QUEUE, TASK_SUBMIT, TTFT, Window
 
 #: Seconds of history the charts keep (the widest chart is narrower than this).
 HISTORY_S = 600

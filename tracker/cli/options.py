@@ -1,0 +1,120 @@
+"""Options several commands share, declared once so that their spelling, defaults and
+help read the same everywhere (asv's `common_args.py` plays this part)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from tracker.errors import UsageError
+from tracker.units import parse_duration
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class DurationType(click.ParamType):  # type: ignore[type-arg]
+    """A click parameter for `500ms`, `10s`, `5m`, `1h`."""
+
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_duration(value, what=param.name if param and param.name else "duration")
+        except UsageError as exc:
+            self.fail(str(exc).split(": ", 1)[-1], param, ctx)
+
+
+DURATION = DurationType()
+
+
+def db_option(func: F) -> F:
+    return click.option(
+        "--db",
+        "db_url",
+        metavar="URL",
+        default=None,
+        help="Database URL (default $PERFSLEUTH_DB or sqlite:///perfsleuth.db in the cwd).",
+    )(func)
+
+
+gc_log_option = click.option(
+    "--gc-log",
+    default=None,
+    metavar="FILE",
+    help="The target JVM's GC log (-Xlog:gc:file=FILE), read for GC pauses.",
+)
+no_tui_option = click.option(
+    "--no-tui",
+    is_flag=True,
+    help="Plain progress lines instead of the live screen (also when output is not a terminal).",
+)
+refresh_option = click.option(
+    "--refresh",
+    type=DURATION,
+    default="1s",
+    show_default=True,
+    help="How often the live screen redraws (e.g. 3s over a slow SSH link).",
+)
+json_option = click.option(
+    "--json", "json_path", default=None, metavar="FILE", help="Write the run JSON (- for stdout)."
+)
+
+
+def _label(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Tags and group names fit their 100-character columns (PostgreSQL enforces it)."""
+    if value is not None and not 0 < len(value) <= 100:
+        raise click.BadParameter("give 1 to 100 characters")
+    return value
+
+
+tag_option = click.option(
+    "--tag", default=None, callback=_label, help="Label the run, e.g. a build or branch name."
+)
+group_option = click.option(
+    "--group",
+    default=None,
+    callback=_label,
+    metavar="NAME",
+    help="One of several hosts driving one test: runs of a group read as one (group:NAME).",
+)
+
+
+def comparison_options(func: F) -> F:
+    """The flags that tune a comparison, shared by `compare` and `run --baseline`."""
+    for option in reversed(
+        (
+            click.option(
+                "--threshold",
+                "thresholds",
+                multiple=True,
+                metavar="NAME=PCT",
+                help="Minimum effect for a metric (glob), e.g. latency_ms.p99=15 "
+                "[p50 5, p90/p99 10, throughput 5, error_rate 1 point].",
+            ),
+            click.option(
+                "--gate-probes",
+                is_flag=True,
+                help="Probe deltas can fail too (by default they only explain).",
+            ),
+            click.option(
+                "--fail-on-inconclusive",
+                is_flag=True,
+                help="Exit 3 when the data cannot tell (too noisy, no baseline yet).",
+            ),
+            click.option(
+                "--alpha",
+                type=float,
+                default=0.05,
+                show_default=True,
+                help="False discovery rate over the metrics compared.",
+            ),
+        )
+    ):
+        func = option(func)
+    return func

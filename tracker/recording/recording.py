@@ -1,0 +1,272 @@
+"""One stored run from its row to its finish, whatever produced its data.
+
+`Recording` is the lifecycle `run` (with load) and `attach` (probes only) share, and that
+a remote probe feed can drive as well: the run row is written before anything can fail;
+probe samples (from a local `Sampler`, or handed to `add_sample`) and stack windows go to
+the store as they come; when the block ends, for any reason (completion, Ctrl-C, SIGTERM,
+the target dying, a crash), sampling stops, everything is flushed, the run document is
+built, the caller's finishers annotate it (findings, SLOs), and the row is finished, with
+interrupts held off until that is done.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from types import TracebackType
+from typing import Any
+
+from probes import Probe, ProbeSample, Sampler, Target, default_probes
+from probes.stacks.profile import top_functions
+from tracker.documents.run_document import run_document
+from tracker.documents.stored_summary import summary_for_history
+from tracker.errors import RunFailedError
+from tracker.recording.progress import StacksView
+from tracker.recording.slo import ThresholdResult
+from tracker.records import ProfileRecord, SampleRecord
+from tracker.store import Store
+from tracker.store.writer import StoreWriter
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """What the run row says about the run before it starts."""
+
+    scenario: str
+    scenario_key: str
+    scenario_json: dict[str, Any]
+    environment: dict[str, Any]
+    tag: str | None = None
+    group: str | None = None
+    target_url: str | None = None
+    load_model: str | None = None
+
+
+@dataclass
+class RunResult:
+    """What a finished run hands back to the command."""
+
+    run_id: int
+    status: str
+    document: dict[str, Any]
+    slo: list[ThresholdResult] = field(default_factory=list)
+
+    @property
+    def slo_failed(self) -> list[ThresholdResult]:
+        return [r for r in self.slo if not r.passed]
+
+
+class Recording:
+    """A context manager around one run's work; see the module docstring.
+
+    Inside the block the caller sets `t0` (the zero of the run's clock, a
+    `time.monotonic()` value: samples are stamped relative to it), starts sampling, does
+    its work and calls `settle(status)`. Leaving the block with KeyboardInterrupt stores the
+    run as `interrupted` and swallows it; any other exception stores it as `failed` with
+    the error and propagates. `result` holds the finished run afterwards.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        identity: RunIdentity,
+        *,
+        target: Target | None,
+        probes: Sequence[Probe] = (),
+        view: StacksView | None = None,
+    ) -> None:
+        self.store = store
+        self.identity = identity
+        self.target = target
+        self.probes = probes
+        self.view = view
+        self.run_id = 0
+        self.started = self.t0 = 0.0
+        self.status = "failed"
+        self.error: str | None = None
+        #: Replaces the run record's summary before the document is built (`abandoned`).
+        self.summary: dict[str, Any] | None = None
+        self.sampler: Sampler | None = None
+        self.writer: StoreWriter | None = None
+        self._on_sample: Callable[[SampleRecord], None] | None = None
+        self._before_stop: list[Callable[[], None]] = []
+        self._finishers: list[Callable[[dict[str, Any]], None]] = []
+        self._result: RunResult | None = None
+
+    def __enter__(self) -> Recording:
+        i = self.identity
+        self.run_id = self.store.create_run(
+            scenario=i.scenario,
+            scenario_key=i.scenario_key,
+            scenario_json=i.scenario_json,
+            environment=i.environment,
+            tag=i.tag,
+            group=i.group,
+            target_url=i.target_url,
+            load_model=i.load_model,
+        )
+        self.started = self.t0 = time.monotonic()
+        return self
+
+    def start_sampling(
+        self, interval_s: float, on_sample: Callable[[SampleRecord], None] | None = None
+    ) -> None:
+        """Sample the target and the host with the default probes and the extra ones;
+        `on_sample` sees each sample as stored (on the sampler's thread)."""
+        self.writer = self.writer or StoreWriter(self.store, self.run_id)
+        self._on_sample = on_sample
+        self.sampler = Sampler(
+            self.target,
+            interval_s=interval_s,
+            on_sample=self.add_sample,
+            probes=[*default_probes(), *self.probes],
+        )
+        self.sampler.start()
+
+    def add_sample(self, sample: ProbeSample) -> None:
+        """Store one probe sample (and the stack windows completed since the last one)."""
+        writer = self.writer or StoreWriter(self.store, self.run_id)
+        self.writer = writer
+        record = SampleRecord(
+            sample.t_mono - self.t0, sample.metrics, sample.target_alive, sample.note
+        )
+        writer.add_sample(record)
+        if self._on_sample is not None:
+            self._on_sample(record)
+        store_profiles(self.probes, self.t0, writer, self.view)
+
+    def settle(self, status: str) -> None:
+        """The status the work ended with; a completed run whose target died has failed."""
+        self.status = status
+        target = self.target
+        if target is not None and not target.alive and status == "completed":
+            self.status = "failed"
+            self.error = f"the target process died during the run ({target.death_reason})"
+
+    def before_stop(self, action: Callable[[], None]) -> None:
+        """Run `action` first as the block ends (e.g. stop worker processes)."""
+        self._before_stop.append(action)
+
+    def on_finish(self, finisher: Callable[[dict[str, Any]], None]) -> None:
+        """Let `finisher` annotate the run document before the run is finished."""
+        self._finishers.append(finisher)
+
+    @property
+    def result(self) -> RunResult:
+        if self._result is None:
+            raise RuntimeError("the recording has not finished")
+        return self._result
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        if isinstance(exc, KeyboardInterrupt):
+            self.status = "interrupted"
+        elif isinstance(exc, RunFailedError):
+            self.error = str(exc)
+        elif isinstance(exc, Exception):
+            self.error = f"{type(exc).__name__}: {exc}"
+        # Finishing takes a moment (flush, summary); a Ctrl-C meanwhile must not leave the
+        # run half-stored, so interrupts wait until it is done.
+        with interrupts_deferred():
+            for action in self._before_stop:
+                action()
+            self._finish()
+        return isinstance(exc, KeyboardInterrupt)
+
+    def _finish(self) -> None:
+        store, run_id = self.store, self.run_id
+        self.error = stop_recording(
+            self.sampler, self.writer, self.probes, self.t0, self.error, self.view
+        )
+        changes: dict[str, Any] = {} if self.summary is None else {"summary": self.summary}
+        run = replace(
+            store.get_run(run_id),
+            status=self.status,
+            duration_s=time.monotonic() - self.started,
+            probes_unavailable=dict(self.sampler.unavailable) if self.sampler else {},
+            error=self.error,
+            **changes,
+        )
+        document = run_document(
+            run,
+            store.iter_windows(run_id),
+            store.iter_samples(run_id),
+            (),
+            store.iter_profiles(run_id),
+        )
+        for finisher in self._finishers:
+            finisher(document)
+        store.finish_run(
+            run_id,
+            status=run.status,
+            duration_s=run.duration_s or 0.0,
+            summary=summary_for_history(store, run_id, document),
+            probes_unavailable=run.probes_unavailable,
+            error=self.error,
+        )
+        self._result = RunResult(run_id, self.status, document)
+
+
+def stop_recording(
+    sampler: Sampler | None,
+    writer: StoreWriter | None,
+    probes: Sequence[Probe],
+    t0: float,
+    error: str | None,
+    view: StacksView | None = None,
+) -> str | None:
+    """Stop sampling and flush everything to the store; the run's error, storage included."""
+    if sampler is not None:
+        sampler.stop()
+    if writer is None:
+        return error
+    store_profiles(probes, t0, writer, view)  # the windows the last tick did not collect
+    writer.close()
+    if writer.error is not None and error is None:
+        return f"some results could not be stored: {writer.error}"
+    return error
+
+
+def store_profiles(
+    probes: Sequence[Probe], t0: float, writer: StoreWriter, view: StacksView | None = None
+) -> None:
+    """Hand the stack windows the probes completed since the last call to the store (and
+    the newest one's top functions to the live view)."""
+    for probe in probes:
+        take = getattr(probe, "take_windows", None)
+        if take is None:
+            continue
+        windows = take()
+        for w in windows:
+            writer.add_profile(
+                ProfileRecord(w.start_mono - t0, w.end_mono - w.start_mono, w.samples, w.stacks)
+            )
+        if view is not None and windows:
+            last = windows[-1]
+            view.stacks(
+                last.end_mono - t0, last.end_mono - last.start_mono, top_functions(last.stacks, 8)
+            )
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ignore SIGINT / SIGTERM inside the block (main thread only), then restore them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum in previous:
+        signal.signal(signum, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
