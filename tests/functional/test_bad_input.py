@@ -149,19 +149,30 @@ def test_sigterm_while_waiting_for_a_launched_target_leaves_nothing_behind(tmp_p
         "--launch", f"{sys.executable} -c 'import time; time.sleep(60)' {marker}",
         "--db", f"sqlite:///{tmp_path / 'r.db'}", cwd=tmp_path,
     )  # fmt: skip
+
+    def launched() -> list[psutil.Process]:  # perfsleuth's own command line has it too
+        return [
+            p for p in psutil.process_iter(["cmdline"])
+            if marker in " ".join(p.info["cmdline"] or []) and p.pid != proc.pid
+        ]  # fmt: skip
+
     try:
-        time.sleep(2)
+        # Signalled once the target is launched and waited for, however slowly a busy
+        # machine gets there (a fixed 2 s could signal a perfsleuth still starting up).
+        deadline = time.monotonic() + 30
+        while not launched() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert launched(), "the target was never launched"
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=20)
     finally:
         proc.kill()
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
-    time.sleep(0.5)
-    left = [
-        p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])
-    ]
-    assert not left
+    deadline = time.monotonic() + 10  # the target may take a moment to be reaped
+    while launched() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not launched()
 
 
 def test_an_unknown_event_loop_is_refused_before_the_run(tmp_path):

@@ -114,8 +114,16 @@ def test_fsynced_writes_show_as_host_disk_io(writer: subprocess.Popen[bytes]) ->
     probe.sample(time.monotonic(), [])
     if probe.unavailable is not None:
         pytest.skip(f"host exposes no disk counters: {probe.unavailable}")
+    busy_before = _busy_ms(probe.disks)
     go(writer)
     time.sleep(1.0)
+    # The kernel charges busy time (io_ticks) a jiffy at a time, when one finds the disk
+    # busy: fsync'd writes of ~0.1 ms on a fast disk, fewer of them when a busy machine
+    # slows the writer, once left a second with none charged (util 0.0). So the sample
+    # waits (up to 5 s more) until some is.
+    deadline = time.monotonic() + 5
+    while _busy_ms(probe.disks) <= busy_before and time.monotonic() < deadline:
+        time.sleep(0.1)
     metrics = probe.sample(time.monotonic(), [])
     assert metrics["disk.write_iops"] > 5, (probe.disks, metrics)
     assert metrics["disk.write_mb_per_s"] > 2, (probe.disks, metrics)
@@ -125,6 +133,11 @@ def test_fsynced_writes_show_as_host_disk_io(writer: subprocess.Popen[bytes]) ->
     per_disk = sum(metrics[f"disk.{name}_write_iops"] for name in probe.disks)
     assert per_disk == pytest.approx(metrics["disk.write_iops"])
     assert max(metrics[f"disk.{name}_util_pct"] for name in probe.disks) == metrics["disk.util_pct"]
+
+
+def _busy_ms(disks: list[str]) -> int:
+    counters = psutil.disk_io_counters(perdisk=True) or {}
+    return sum(counters[name].busy_time for name in disks if name in counters)
 
 
 def test_physical_disks_skip_virtual_devices_and_partitions() -> None:

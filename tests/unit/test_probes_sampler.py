@@ -96,7 +96,9 @@ def test_ticks_on_a_fixed_schedule_and_stops_promptly() -> None:
     assert time.monotonic() - stop_started < 0.5
 
     samples = sink.snapshot()
-    assert 10 <= len(samples) <= 14, len(samples)
+    # 12 ticks in 1.2 s; a tick the thread could not make in time (a CPU-starved machine)
+    # is skipped and counted, not made up later.
+    assert 10 <= len(samples) + sampler.ticks_skipped <= 14, (len(samples), sampler.ticks_skipped)
     assert sampler.samples_taken == len(samples)
     assert not sampler.running
     first = samples[0].t_mono
