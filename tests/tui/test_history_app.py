@@ -136,10 +136,15 @@ def source(db_url: str) -> Source:
 
 async def settle(pilot: Pilot[Any]) -> None:
     """Let the loading workers finish and their messages land (a screen pushed by one
-    starts another)."""
-    for _ in range(4):
+    starts another): until three rounds in a row find no worker running. A fixed four
+    rounds once left a busy CI machine's snapshot without its loaded table."""
+    idle = 0
+    for _ in range(200):  # bounded: each round waits for the workers and the queue
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
+        idle = 0 if any(w.is_running for w in pilot.app.workers) else idle + 1
+        if idle >= 3:
+            return
 
 
 def drive(
