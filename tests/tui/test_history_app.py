@@ -19,6 +19,7 @@ from rich.text import Text
 from textual.app import App
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
+from textual.widgets._footer import FooterKey
 
 from tracker.analysis.compare import Options
 from tracker.cli import cli
@@ -30,6 +31,8 @@ from tracker.tui.chart import LineChart
 from tracker.tui.compare_view import CompareScreen
 from tracker.tui.history_app import HistoryApp, ScenarioListScreen, ScenarioScreen
 from tracker.tui.history_data import Source, list_scenarios, load_scenario
+from tracker.tui.loading import stop_loading
+from tracker.tui.scenario_view import RunTable
 
 NIGHTLY_KEY = "nightlykey000001"
 SMOKE_KEY = "smokekey00000002"
@@ -306,6 +309,28 @@ def test_help_toggles_and_every_binding_is_in_the_footer(source: Source) -> None
         assert app.screen.query("HelpPanel")
         await pilot.press("question_mark")
         assert not app.screen.query("HelpPanel")
+
+    drive(app, (120, 40), body)
+
+
+def test_a_table_focused_while_loading_gets_its_keys_in_the_footer(source: Source) -> None:
+    """The runs table can take focus (auto-focus) before its data arrives; Textual hides a
+    loading widget's bindings, so the footer must be redrawn when loading ends."""
+    app = HistoryApp(source, scenario_key=NIGHTLY_KEY)
+
+    def footer_actions() -> set[str]:
+        return {key.action for key in app.screen.query(FooterKey)}
+
+    async def body(pilot: Pilot[Any]) -> None:
+        table = app.screen.query_one(RunTable)
+        table.loading = True
+        app.screen.refresh_bindings()  # as the table's auto-focus during loading did
+        await settle(pilot)
+        assert table.has_focus
+        assert "select_cursor" not in footer_actions()
+        stop_loading(table)
+        await settle(pilot)
+        assert "select_cursor" in footer_actions()
 
     drive(app, (120, 40), body)
 

@@ -33,6 +33,7 @@ from tracker.reports.compare_text import (
     render_text,
     shown_metrics,
 )
+from tracker.tui.loading import stop_loading
 
 #: Verdict -> Rich style, for the header badge and the table's verdict cells.
 VERDICT_STYLES = {
@@ -178,7 +179,7 @@ class CompareScreen(Screen[None]):
         self.comparison = message.comparison
         doc = message.comparison.to_json()
         table = self.query_one(DataTable)
-        table.loading = False
+        stop_loading(table)
         for row in metric_rows(doc):
             table.add_row(*row)
         self.query_one("#verdict", Static).update(header_text(doc))
@@ -186,7 +187,7 @@ class CompareScreen(Screen[None]):
         table.focus()
 
     def on_comparison_failed(self, message: ComparisonFailed) -> None:
-        self.query_one(DataTable).loading = False
+        stop_loading(self.query_one(DataTable))
         self.query_one("#verdict", Static).update(
             Text.assemble((" CANNOT COMPARE ", "bold white on red"), f"  {self._what}")
         )

@@ -22,6 +22,7 @@ from tracker.analysis.compare import Comparison
 from tracker.errors import PerfsleuthError
 from tracker.tui.compare_view import CompareScreen
 from tracker.tui.history_data import ScenarioRow, Source, list_scenarios
+from tracker.tui.loading import stop_loading
 from tracker.tui.scenario_view import STARTED_FORMAT, LoadFailed, ScenarioScreen
 
 
@@ -63,7 +64,7 @@ class ScenarioListScreen(Screen[None]):
 
     def on_scenarios_loaded(self, message: ScenariosLoaded) -> None:
         table = self.query_one(ScenarioTable)
-        table.loading = False
+        stop_loading(table)
         for row in message.rows:
             table.add_row(
                 Text(row.name),  # not markup, whatever the name holds
@@ -80,7 +81,7 @@ class ScenarioListScreen(Screen[None]):
             )
 
     def on_load_failed(self, message: LoadFailed) -> None:
-        self.query_one(ScenarioTable).loading = False
+        stop_loading(self.query_one(ScenarioTable))
         self.notify(message.reason, title="history", severity="error")
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:

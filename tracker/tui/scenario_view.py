@@ -36,6 +36,7 @@ from tracker.tui.history_data import (
     compare_pair,
     load_scenario,
 )
+from tracker.tui.loading import stop_loading
 from tracker.units import format_ms
 
 STARTED_FORMAT = "%Y-%m-%d %H:%M"
@@ -109,7 +110,7 @@ class ScenarioScreen(Screen[None]):
     def on_scenario_loaded(self, message: ScenarioLoaded) -> None:
         self.data = data = message.data
         table = self.query_one(RunTable)
-        table.loading = False
+        stop_loading(table)
         for row in data.runs:
             status = row.status if row.status == "completed" else Text(row.status, "yellow")
             table.add_row(
@@ -130,7 +131,7 @@ class ScenarioScreen(Screen[None]):
         table.focus()
 
     def on_load_failed(self, message: LoadFailed) -> None:
-        self.query_one(RunTable).loading = False
+        stop_loading(self.query_one(RunTable))
         self.notify(message.reason, title="history", severity="error")
 
     # -- keys --------------------------------------------------------------------------
