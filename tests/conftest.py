@@ -11,6 +11,7 @@ for extra in (_TESTS, _TESTS / "functional"):
     if str(extra) not in sys.path:
         sys.path.insert(0, str(extra))
 
+from support.machine_share import machine_held  # noqa: E402
 from support.postgres import (  # noqa: E402
     REQUIRE_ENV,
     PostgresServer,
@@ -19,6 +20,25 @@ from support.postgres import (  # noqa: E402
     running_postgres,
 )
 from support.processes import spawn  # noqa: E402, F401  (a fixture shared by probe tests)
+
+# -- parallel workers: `alone` tests have the machine to themselves --------------------
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    """Under pytest-xdist, hold the machine shared, or exclusively for a test marked
+    `alone` (support/machine_share.py); without workers there is nothing to share. Outside
+    pytest-timeout's wrapper, so that waiting for the machine is not the test's time."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        yield
+        return
+    # The workers' base temp dirs are siblings under the run's own (pytest's fixture
+    # `tmp_path_factory` is this object).
+    run_dir = item.config._tmp_path_factory.getbasetemp().parent  # type: ignore[attr-defined]
+    alone = item.get_closest_marker("alone") is not None
+    with machine_held(run_dir / "machine-share", alone=alone):
+        yield
+
 
 # -- PostgreSQL: one throwaway cluster per session, a fresh database per test ----------
 

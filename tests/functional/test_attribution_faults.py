@@ -27,6 +27,9 @@ from support.filesystems import on_tmpfs
 from support.hogs import cpu_hogs, fsync_writer
 from support.llm_server import REPO_ROOT, running_llm_server
 
+# Each injects a fault and checks what perfsleuth names: no other test's load beside it.
+pytestmark = pytest.mark.alone
+
 DURATION_S = 14
 HALF_S = DURATION_S // 2
 RATE = 4.0

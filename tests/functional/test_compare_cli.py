@@ -42,6 +42,7 @@ def _slowdown(url: str, factor: float) -> None:
     httpx.post(f"{url}/admin/slowdown", json={"factor": factor}, timeout=5).raise_for_status()
 
 
+@pytest.mark.alone  # an A/A comparison: another test's load is a real difference
 def test_a_a_unchanged_slowdown_regressed_small_shift_not_flagged(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'runs.db'}"
     # No per-sequence step cost: latency no longer depends on how requests happen to

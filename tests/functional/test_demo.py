@@ -12,6 +12,7 @@ from support.filesystems import on_tmpfs
 from support.llm_server import REPO_ROOT
 
 
+@pytest.mark.alone
 @pytest.mark.timeout(120)
 def test_demo_shows_the_fault_slowing_the_second_half(tmp_path):
     db = f"sqlite:///{tmp_path / 'demo.db'}"
@@ -58,6 +59,7 @@ def test_demo_shows_the_fault_slowing_the_second_half(tmp_path):
     assert finding["flagged_at_s"] - 7 <= 5  # flagged live within 5 s of the onset
 
 
+@pytest.mark.alone
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize(("fault", "cause"), [("gc", "memory"), ("io", "io")])
 def test_demo_names_the_cause_of_each_fault(tmp_path, fault, cause):
@@ -85,6 +87,7 @@ def test_demo_names_the_cause_of_each_fault(tmp_path, fault, cause):
     assert doc["findings"][0]["evidence"] and doc["findings"][0]["advice"]
 
 
+@pytest.mark.alone
 def test_demo_without_fault_runs_clean(tmp_path):
     for attempt in (1, 2):
         db = f"sqlite:///{tmp_path / f'demo{attempt}.db'}"

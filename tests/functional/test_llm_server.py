@@ -354,6 +354,7 @@ def test_slowdown_factor(client: httpx.Client) -> None:
     assert statistics.median(slow) > 1.6 * statistics.median(normal), (normal, slow)
 
 
+@pytest.mark.alone
 @pytest.mark.parametrize(
     ("fault", "strength", "min_ratio"),
     [("cpu", 1.5, 1.4), ("gc", 2.0, 1.4), ("io", 10.0, 1.4)],
