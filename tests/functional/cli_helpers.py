@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -24,13 +25,16 @@ def perfsleuth(
     )
 
 
-def start_perfsleuth(*args: str, cwd: Path) -> subprocess.Popen[str]:
+def start_perfsleuth(
+    *args: str, cwd: Path, preexec_fn: Callable[[], None] | None = None
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "tracker", *args],
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=preexec_fn,
     )
 
 

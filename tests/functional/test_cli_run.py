@@ -177,7 +177,7 @@ def test_http_errors_are_classified_not_fatal(server, db, tmp_path):
     assert doc["requests"]["error_rate"] == 1.0
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_interrupt_keeps_the_run(server, db, tmp_path, signum):
     proc = start_perfsleuth(
         "run",
@@ -208,6 +208,25 @@ def test_interrupt_keeps_the_run(server, db, tmp_path, signum):
     assert doc["status"] == "interrupted"
     assert doc["requests"]["ok"] >= 4
     assert doc["duration_s"] < 30
+
+
+def test_under_nohup_a_hangup_does_not_stop_the_run(server, db, tmp_path):
+    def as_nohup() -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    proc = start_perfsleuth(
+        "run", "--url", f"{server.url}/v1/completions", "--rate", "4", "--duration", "4s",
+        "--body", STREAM_BODY, "--stream", "sse", "--db", db, cwd=tmp_path,
+        preexec_fn=as_nohup,
+    )  # fmt: skip
+    try:
+        seen = read_until_counted(proc, "ok", 2)
+        proc.send_signal(signal.SIGHUP)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, seen + stderr
+    assert show_json(db, "latest", tmp_path)["status"] == "completed"
 
 
 def test_launched_target_dying_mid_run_is_survived(db, tmp_path):

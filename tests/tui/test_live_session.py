@@ -153,15 +153,22 @@ def _read_until(fd: int, needle: bytes, timeout_s: float, into: bytearray) -> bo
     return needle in into
 
 
+def _take_the_terminal() -> None:
+    # In the child, after setsid(): the pty becomes its controlling terminal, as a login
+    # shell's is, so that closing the master side hangs it up (SIGHUP) for real.
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 def _on_a_terminal(args: list[str], cwd: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """`python -m tracker ARGS` on a new 120x40 pseudo-terminal; the process and the
-    terminal's master side, to read what it draws and type into it."""
+    """`python -m tracker ARGS` on a new 120x40 pseudo-terminal, its controlling terminal;
+    the process and the terminal's master side, to read what it draws and type into it."""
     main, child = pty.openpty()
     fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # rows, cols
     env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "tracker", *args],
         stdin=child, stdout=child, stderr=child, cwd=cwd, env=env, start_new_session=True,
+        preexec_fn=_take_the_terminal,
     )  # fmt: skip
     os.close(child)
     return proc, main
@@ -218,6 +225,13 @@ def test_demo_on_a_terminal_shows_the_screen_and_q_keeps_the_run(tmp_path: Path)
     assert windows >= 5
 
 
+def _streaming_run_args(url: str, db: Path) -> list[str]:
+    """`run` of 30 s at 5 streamed completions/s: stopped early by the tests that use it."""
+    body = '{"prompt": "hi", "max_tokens": 8, "stream": true}'
+    args = ["run", "--url", f"{url}/v1/completions", "--stream", "sse", "--body", body]
+    return [*args, "--rate", "5", "--duration", "30s", "--db", f"sqlite:///{db}"]
+
+
 @pytest.mark.timeout(90)
 def test_sigterm_to_the_whole_group_stores_the_run_and_gives_the_terminal_back(
     tmp_path: Path,
@@ -226,10 +240,7 @@ def test_sigterm_to_the_whole_group_stores_the_run_and_gives_the_terminal_back(
     # the run is stopped and stored, and the screen still leaves the terminal as it found it.
     db = tmp_path / "term.db"
     with running_llm_server() as server:
-        body = '{"prompt": "hi", "max_tokens": 8, "stream": true}'
-        args = ["run", "--url", f"{server.url}/v1/completions", "--stream", "sse", "--body"]
-        args += [body, "--rate", "5", "--duration", "30s", "--db", f"sqlite:///{db}"]
-        proc, main = _on_a_terminal(args, tmp_path)
+        proc, main = _on_a_terminal(_streaming_run_args(server.url, db), tmp_path)
         screen = bytearray()
         try:
             assert _read_until(main, b"3s / 30s", 40, screen), bytes(screen[-2000:])
@@ -250,3 +261,36 @@ def test_sigterm_to_the_whole_group_stores_the_run_and_gives_the_terminal_back(
     con = sqlite3.connect(db)
     (status,) = con.execute("select status from runs").fetchone()
     assert status == "interrupted"
+
+
+@pytest.mark.timeout(90)
+def test_a_terminal_hung_up_mid_run_stores_the_run(tmp_path: Path) -> None:
+    # The SSH connection drops or the window is closed: the kernel hangs up the terminal
+    # and sends SIGHUP; the screen's process goes, and the run must still be stored.
+    db = tmp_path / "hup.db"
+    with running_llm_server() as server:
+        proc, main = _on_a_terminal(_streaming_run_args(server.url, db), tmp_path)
+        screen = bytearray()
+        try:
+            assert _read_until(main, b"3s / 30s", 40, screen), bytes(screen[-2000:])
+        except BaseException:
+            os.close(main)
+            proc.kill()
+            proc.wait(timeout=10)
+            raise
+        hung_up = time.monotonic()
+        os.close(main)  # the last open master side: the terminal hangs up
+        try:
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+        took = time.monotonic() - hung_up
+    assert proc.returncode == 130, proc.returncode
+    assert took < 15, took
+    con = sqlite3.connect(db)
+    status, error = con.execute("select status, error from runs").fetchone()
+    assert (status, error) == ("interrupted", None)
+    (windows,) = con.execute("select count(*) from windows").fetchone()
+    assert windows >= 3

@@ -10,7 +10,6 @@ modules import the store, the driver and the screens inside their functions, so
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
 
@@ -24,6 +23,7 @@ from tracker.errors import (
     PerfsleuthError,
     RunFailedError,
 )
+from tracker.recording import stop_signals
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -50,15 +50,16 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
-def _sigterm_as_interrupt(_signum: int, _frame: object) -> None:
+def _stop_as_interrupt(signum: int, _frame: object) -> None:
+    stop_signals.after_hangup(signum)
     raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     started = time.monotonic()
-    # SIGTERM (CI cancelling a job, `kill`) stops a run the way Ctrl-C does: stored, 130.
-    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    # SIGTERM and SIGHUP stop a run the way Ctrl-C does: stored, 130.
+    stop_signals.install(_stop_as_interrupt)
     try:
         cli.main(args=argv, prog_name="perfsleuth", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 import click
 
 from tracker.errors import EXIT_INTERRUPTED, UsageError
+from tracker.recording.stop_signals import STOP_SIGNALS
 
 
 def check_parent_dir(path: str | None, flag: str) -> None:
@@ -50,6 +51,6 @@ def exit_interrupted() -> NoReturn:
     """Exit 130 after an interrupted run was stored. A Ctrl-C from here on (a second press
     that came late) is ignored: raised while the interpreter shuts down, it would turn the
     exit status into death by SIGINT (-2) and could print a traceback."""
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in STOP_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
     sys.exit(EXIT_INTERRUPTED)

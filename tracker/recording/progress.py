@@ -73,10 +73,17 @@ class ProgressPrinter:
         self._thread.join(timeout_s)
 
     def _write(self) -> None:
+        silent = False
         while (job := self._jobs.get()) is not None:
             line = job()
-            if line is not None:
+            if line is None or silent:
+                continue
+            try:
                 print(line, file=self._stream, flush=True)
+            except OSError:
+                # The terminal hung up (EIO) or the pipe's reader left (EPIPE): the run
+                # goes on and is stored; its lines have nowhere to go.
+                silent = True
 
     def _finding_line(self, finding: FindingRecord) -> str | None:
         # Re-attributed every few seconds while it lasts: a line only when the cause changes.

@@ -27,6 +27,7 @@ from tracker.documents.stored_summary import summary_for_history
 from tracker.errors import RunFailedError
 from tracker.recording.progress import StacksView
 from tracker.recording.slo import ThresholdResult
+from tracker.recording.stop_signals import STOP_SIGNALS
 from tracker.records import ProfileRecord, SampleRecord
 from tracker.store import Store
 from tracker.store.writer import StoreWriter
@@ -258,11 +259,11 @@ def store_profiles(
 
 @contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """Ignore SIGINT / SIGTERM inside the block (main thread only), then restore them."""
+    """Ignore the stop signals inside the block (main thread only), then restore them."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
     for signum in previous:
         signal.signal(signum, signal.SIG_IGN)
     try:

@@ -29,6 +29,7 @@ from tracker.recording.live_watch import LiveWatch
 from tracker.recording.progress import ProgressView
 from tracker.recording.recording import Recording, RunIdentity, RunResult
 from tracker.recording.slo import ThresholdResult, evaluate
+from tracker.recording.stop_signals import after_hangup, handled_stop_signals
 from tracker.records import SampleRecord
 from tracker.records.window import Window
 from tracker.scenario import Scenario
@@ -205,6 +206,7 @@ async def _drive(
     main_task = asyncio.current_task()
 
     def on_signal(signum: int) -> None:
+        after_hangup(signum)
         signals_seen.append(signum)
         if len(signals_seen) == 1:
             if progress is not None:
@@ -215,7 +217,7 @@ async def _drive(
 
     previous: dict[int, Any] = {}
     if threading.current_thread() is threading.main_thread():
-        previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+        previous = {signum: signal.getsignal(signum) for signum in handled_stop_signals()}
         for signum in previous:
             loop.add_signal_handler(signum, on_signal, signum)
     if control is not None:
