@@ -179,6 +179,9 @@ def test_http_errors_are_classified_not_fatal(server, db, tmp_path):
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_interrupt_keeps_the_run(server, db, tmp_path, signum):
+    def as_in_a_terminal() -> None:  # not as this test may run: under nohup, say
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
     proc = start_perfsleuth(
         "run",
         "--url",
@@ -194,6 +197,7 @@ def test_interrupt_keeps_the_run(server, db, tmp_path, signum):
         "--db",
         db,
         cwd=tmp_path,
+        preexec_fn=as_in_a_terminal,
     )
     try:
         seen = read_until_counted(proc, "ok", 4)  # once it has answers, however slow to start

@@ -1,6 +1,6 @@
 """A small, well-behaved HTTP app on loopback for driver tests (keep-alive, known timings).
 
-Routes: `/ok`; `/echo` (returns the JSON body and the request headers); `/slow?ms=N`;
+Routes: `/ok`; `/echo` (returns the JSON body, the request headers and the query); `/slow?ms=N`;
 `/stall-once?after=N` (the N-th request stalls 1 s, every other answers at once);
 `/status/{code}`; `/sse?n=N[&error=1][&usage=0]` (N OpenAI completion chunks, then usage
 unless usage=0, and [DONE]; or an in-band error event); `/count` (requests per route,
@@ -43,7 +43,9 @@ def _app() -> Starlette:
                 body = await request.json()
             except ValueError:
                 body = raw.decode()
-        return JSONResponse({"body": body, "headers": dict(request.headers)})
+        return JSONResponse(
+            {"body": body, "headers": dict(request.headers), "query": dict(request.query_params)}
+        )
 
     async def slow(request: Request) -> Response:
         seen["slow"] += 1

@@ -57,10 +57,11 @@ def test_a_real_run_feeds_the_screen_and_is_stored(tmp_path: Path) -> None:
     assert store.get_run(result.run_id).status == "completed"
 
 
-def _screens() -> list[psutil.Process]:
+def _screens(parent: int | None = None) -> list[psutil.Process]:
+    """The screen processes that `parent` (default: this one) started."""
     return [
         p
-        for p in psutil.Process().children()
+        for p in psutil.Process(parent).children()
         if "tracker.tui.screen_process" in " ".join(p.cmdline())
     ]
 
@@ -153,13 +154,17 @@ def _read_until(fd: int, needle: bytes, timeout_s: float, into: bytearray) -> bo
     return needle in into
 
 
-def _take_the_terminal() -> None:
+def _take_the_terminal(hangup: signal.Handlers = signal.SIG_DFL) -> None:
     # In the child, after setsid(): the pty becomes its controlling terminal, as a login
-    # shell's is, so that closing the master side hangs it up (SIGHUP) for real.
+    # shell's is, so that closing the master side hangs it up (SIGHUP) for real; and
+    # SIGHUP acts as in a terminal, whatever this test runs under (nohup ignores it).
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    signal.signal(signal.SIGHUP, hangup)
 
 
-def _on_a_terminal(args: list[str], cwd: Path) -> tuple[subprocess.Popen[bytes], int]:
+def _on_a_terminal(
+    args: list[str], cwd: Path, hangup: signal.Handlers = signal.SIG_DFL
+) -> tuple[subprocess.Popen[bytes], int]:
     """`python -m tracker ARGS` on a new 120x40 pseudo-terminal, its controlling terminal;
     the process and the terminal's master side, to read what it draws and type into it."""
     main, child = pty.openpty()
@@ -168,7 +173,7 @@ def _on_a_terminal(args: list[str], cwd: Path) -> tuple[subprocess.Popen[bytes],
     proc = subprocess.Popen(
         [sys.executable, "-m", "tracker", *args],
         stdin=child, stdout=child, stderr=child, cwd=cwd, env=env, start_new_session=True,
-        preexec_fn=_take_the_terminal,
+        preexec_fn=lambda: _take_the_terminal(hangup),
     )  # fmt: skip
     os.close(child)
     return proc, main
@@ -294,3 +299,30 @@ def test_a_terminal_hung_up_mid_run_stores_the_run(tmp_path: Path) -> None:
     assert (status, error) == ("interrupted", None)
     (windows,) = con.execute("select count(*) from windows").fetchone()
     assert windows >= 3
+
+
+@pytest.mark.timeout(90)
+def test_under_nohup_a_hung_up_terminal_ends_the_screen_not_the_run(tmp_path: Path) -> None:
+    # SIGHUP ignored (nohup): the run goes on to its end and is stored as completed; the
+    # screen's process, with no terminal left to draw on, leaves rather than spin on EIO.
+    db = tmp_path / "nohup.db"
+    with running_llm_server() as server:
+        args = _streaming_run_args(server.url, db)
+        args[args.index("--duration") + 1] = "8s"
+        proc, main = _on_a_terminal(args, tmp_path, hangup=signal.SIG_IGN)
+        screen = bytearray()
+        try:
+            assert _read_until(main, b"3s / 8s", 40, screen), bytes(screen[-2000:])
+            screens = _screens(proc.pid)
+            assert len(screens) == 1
+            os.close(main)
+            proc.wait(timeout=40)
+            psutil.wait_procs(screens, timeout=15)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+    assert proc.returncode == 0
+    assert not any(s.is_running() for s in screens)
+    con = sqlite3.connect(db)
+    assert con.execute("select status from runs").fetchone() == ("completed",)

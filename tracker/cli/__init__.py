@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     # SIGTERM and SIGHUP stop a run the way Ctrl-C does: stored, 130.
     stop_signals.install(_stop_as_interrupt)
+    stop_signals.outlive_the_terminal()
     try:
         cli.main(args=argv, prog_name="perfsleuth", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -78,7 +78,7 @@ def run_with_view(
         if load.rate
         else "open (staged)"
     )
-    state = LiveState(scenario.name, scenario.url, load.duration_s, label)
+    state = LiveState(scenario.name, scenario.shown_url, load.duration_s, label)
     for note in notes:
         state.add_note(note)
     return run_live(state, execute, plain=plain, refresh_s=refresh_s)

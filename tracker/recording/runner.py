@@ -33,6 +33,7 @@ from tracker.recording.stop_signals import after_hangup, handled_stop_signals
 from tracker.records import SampleRecord
 from tracker.records.window import Window
 from tracker.scenario import Scenario
+from tracker.scenario.secrets import redact_json
 from tracker.store import Store
 
 Action = Callable[[], Awaitable[str | None]]
@@ -107,13 +108,13 @@ def execute_run(
     """
     loop_name = event_loop_name()
     identity = RunIdentity(
-        scenario=scenario.name,
+        scenario=redact_json(scenario.name, scenario.secrets),
         scenario_key=scenario.identity(),
         scenario_json=scenario.to_json(),
         environment={**fingerprint(), "event_loop": loop_name},
         tag=tag,
         group=group,
-        target_url=scenario.url,
+        target_url=scenario.shown_url,
         load_model=scenario.load.model,
     )
     recording = Recording(store, identity, target=target, probes=extra_probes, view=progress)

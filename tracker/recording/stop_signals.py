@@ -9,8 +9,11 @@ ignored stays ignored: under `nohup` SIGHUP must not stop the run.
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import os
 import signal
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -51,3 +54,54 @@ def _isatty(fd: int) -> bool:
         return os.isatty(fd)
     except OSError:
         return False
+
+
+class _TerminalWriter(io.RawIOBase):
+    """A terminal's fd that swallows the terminal going away: once a write fails with
+    EIO (hung up) the fd is pointed at /dev/null and the bytes count as written."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def isatty(self) -> bool:
+        return _isatty(self._fd)
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        try:
+            return os.write(self._fd, view)
+        except OSError as exc:
+            if exc.errno != errno.EIO:
+                raise
+        after_hangup(signal.SIGHUP)
+        return len(view)
+
+
+def outlive_the_terminal() -> None:
+    """Make `sys.stdout` / `sys.stderr`, where they are a terminal, survive its hangup.
+
+    Under nohup no SIGHUP comes: the first sign of a closed terminal is a write failing
+    with EIO, which would turn a run that completed and was stored into an internal error
+    (exit 4) at its summary. The streams stay text streams on the same fds."""
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        stream = getattr(sys, name)
+        if stream is None or not _isatty(fd) or getattr(stream, "fileno", None) is None:
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            if stream.fileno() != fd:
+                continue
+            stream.flush()
+            wrapped = io.TextIOWrapper(
+                io.BufferedWriter(_TerminalWriter(fd)),
+                encoding=stream.encoding,
+                errors=stream.errors,
+                line_buffering=True,
+            )
+            setattr(sys, name, wrapped)

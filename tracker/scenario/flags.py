@@ -7,6 +7,7 @@ and load settings, so repeating the same command makes comparable runs.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,6 +21,7 @@ from tracker.scenario.model import (
     StreamMode,
     TargetSpec,
 )
+from tracker.scenario.secrets import redact_query, shown_url, without_userinfo
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
 # Far beyond what one driver can send; anything larger is a typo (or `inf`).
@@ -36,18 +38,20 @@ def check_workers(workers: int) -> int:
     return workers
 
 
-def validate_url(url: str, *, what: str = "--url") -> str:
-    """Return the URL if it is an absolute http(s) URL, else raise a UsageError."""
+def validate_url(url: str, *, what: str = "--url", secrets: Iterable[str] = ()) -> str:
+    """Return the URL if it is an absolute http(s) URL, else raise a UsageError (which
+    shows the URL without its credentials and `secrets`)."""
+    shown = shown_url(url, secrets)
     try:
         parts = urlsplit(url)
     except ValueError as exc:
-        raise UsageError(f"{what}: {url!r} is not a valid URL ({exc})") from None
+        raise UsageError(f"{what}: {shown!r} is not a valid URL ({exc})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"{what}: {url!r} is not an http(s) URL; use e.g. http://127.0.0.1:8000")
+        raise UsageError(f"{what}: {shown!r} is not an http(s) URL; use e.g. http://127.0.0.1:8000")
     try:
         _ = parts.port
-    except ValueError as exc:
-        raise UsageError(f"{what}: bad port in {url!r}: {exc}") from None
+    except ValueError:
+        raise UsageError(f"{what}: bad port in {shown!r}: a number 1-65535 is needed") from None
     return url
 
 
@@ -77,6 +81,7 @@ def build_scenario(
     A path in the URL is used unless `path` is given. Raises UsageError on bad input.
     """
     validate_url(url)
+    url, authorization = without_userinfo(url)
     parts = urlsplit(url)
     base = f"{parts.scheme}://{parts.netloc}"
     request_path = path if path is not None else (parts.path or "/")
@@ -129,10 +134,15 @@ def build_scenario(
         workers=workers,
     )
     request = RequestSpec(
-        method=method, path=request_path, body=parsed_body, timeout_s=timeout_s, stream=stream
+        method=method,
+        path=request_path,
+        body=parsed_body,
+        headers=(authorization,) if authorization else (),
+        timeout_s=timeout_s,
+        stream=stream,
     )
     return Scenario(
-        name=name or f"{method} {parts.netloc}{request_path}",
+        name=name or f"{method} {parts.netloc}{redact_query(request_path)}",
         base_url=base,
         requests=(request,),
         load=load,

@@ -12,7 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from tracker.scenario.secrets import redact, redact_json
+from tracker.scenario.secrets import redact, redact_json, redact_query, shown_url
 
 LoadModel = Literal["open", "closed"]
 Arrival = Literal["constant", "poisson"]
@@ -281,12 +281,18 @@ class Scenario:
     def url(self) -> str:
         return self.base_url.rstrip("/") + self.request.path
 
+    @property
+    def shown_url(self) -> str:
+        """`url` as it may be stored and printed: credentials and secrets redacted."""
+        return shown_url(self.url, self.secrets)
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready copy with secrets (sensitive headers, env values) redacted."""
         data = asdict(self)
         data.pop("secrets")
         for req, spec in zip(data["requests"], self.requests, strict=True):
             req["headers"] = redact(dict(spec.headers))
+            req["path"] = redact_query(spec.path)
             req["checks"] = [c.to_json() for c in spec.checks]
         data["thresholds"] = [t.describe() for t in self.thresholds]
         result: dict[str, Any] = redact_json(data, self.secrets)
@@ -300,7 +306,7 @@ class Scenario:
                 {
                     "name": r.name,
                     "method": r.method,
-                    "path": r.path,
+                    "path": redact_query(r.path),  # a rotated API key is the same test
                     "body": r.body,
                     "raw_body": r.raw_body,
                     "stream": r.stream,

@@ -9,10 +9,12 @@ literal `${`). Every value read from the environment is treated as a secret:
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeAlias
+from urllib.parse import unquote, unquote_plus, urlsplit, urlunsplit
 
 from tracker.errors import UsageError
 
@@ -170,3 +172,57 @@ def strings_in(value: JSONLike) -> Iterable[str]:
     elif isinstance(value, list | tuple):
         for v in value:
             yield from strings_in(v)
+
+
+# -- credentials in URLs ----------------------------------------------------------------
+
+# Query parameters whose values are credentials (`?api_key=`, `?access_token=`,
+# `?sig=`), matched on the name lower-cased without `-` and `_`.
+_SENSITIVE_QUERY_NAMES = frozenset({"key", "sig", "code", "pass", "pwd", "auth", "jwt"})
+_SENSITIVE_QUERY_PARTS = (
+    "token", "secret", "apikey", "accesskey", "password", "passwd", "credential", "signature",
+    "auth",
+)  # fmt: skip
+
+
+def _sensitive_query_name(name: str) -> bool:
+    flat = unquote_plus(name).lower().replace("-", "").replace("_", "")
+    return flat in _SENSITIVE_QUERY_NAMES or any(p in flat for p in _SENSITIVE_QUERY_PARTS)
+
+
+def redact_query(path_or_url: str) -> str:
+    """`path_or_url` with the values of credential-like query parameters redacted; the
+    rest of it is kept exactly as written (what is sent is never re-encoded here)."""
+    head, sep, rest = path_or_url.partition("?")
+    if not sep:
+        return path_or_url
+    query, hash_sep, fragment = rest.partition("#")
+    items = []
+    for item in query.split("&"):
+        name, eq, value = item.partition("=")
+        items.append(f"{name}={REDACTED}" if eq and value and _sensitive_query_name(name) else item)
+    return f"{head}?{'&'.join(items)}{hash_sep}{fragment}"
+
+
+def without_userinfo(url: str) -> tuple[str, tuple[str, str] | None]:
+    """`url` without its `user:password@`, and the `Authorization: Basic` header that the
+    userinfo stands for (as curl and browsers send it), or None when there is none. The
+    credentials then live in a header, which is redacted wherever headers are shown."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, None
+    host = parts.netloc.rpartition("@")[2]
+    credentials = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+    header = ("Authorization", "Basic " + base64.b64encode(credentials.encode()).decode("ascii"))
+    return urlunsplit(parts._replace(netloc=host)), header
+
+
+def shown_url(url: str, secrets: Iterable[str] = ()) -> str:
+    """`url` as it may be stored, printed or put in an error: no userinfo, credential-like
+    query values and the `secrets` (environment values) redacted."""
+    try:
+        bare, _ = without_userinfo(url)
+    except ValueError:  # not parseable: show none of what could be userinfo
+        bare = url.rpartition("@")[2]
+    shown: str = redact_json(redact_query(bare), secrets)
+    return shown

@@ -11,6 +11,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -39,7 +40,7 @@ from tracker.scenario.model import (
     Threshold,
 )
 from tracker.scenario.poll import parse_poll
-from tracker.scenario.secrets import collect_env_values, resolve_env
+from tracker.scenario.secrets import collect_env_values, resolve_env, without_userinfo
 from tracker.scenario.template import Template, check_variables
 from tracker.transport.message import header_problem
 
@@ -112,7 +113,8 @@ class _Reader:
         top = Table(data, "", _TOP, source=self.source)
         name = cast(str, top.string("name", required=True))
         url = cast(str, self.env(top.string("url", required=True), "url"))
-        validate_url(url, what=f"{self.source}: url")
+        validate_url(url, what=f"{self.source}: url", secrets=self.secrets)
+        url, authorization = without_userinfo(url)
         parts = urlsplit(url)
         if parts.path not in ("", "/"):
             top.fail(
@@ -125,6 +127,8 @@ class _Reader:
             top.fail(f"must be at least {MIN_PROBE_INTERVAL_S * 1000:.0f}ms", key="probe_interval")
         datasets = self.datasets(top)
         requests = self.requests(top)
+        if authorization is not None:  # a header the scenario sets itself wins
+            requests = tuple(_with_header(r, authorization) for r in requests)
         session = self.session(top, requests)
         self.check_templates(requests, datasets, session)
         load_table = top.sub("load", _LOAD)
@@ -569,3 +573,9 @@ class _Reader:
         if isinstance(launch, list) and launch and all(isinstance(a, str) for a in launch):
             return TargetSpec(launch=tuple(launch))
         table.fail("expected a command string or a list of arguments", key="launch")
+
+
+def _with_header(request: RequestSpec, header: tuple[str, str]) -> RequestSpec:
+    if any(name.lower() == header[0].lower() for name, _ in request.headers):
+        return request
+    return replace(request, headers=(*request.headers, header))

@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -27,6 +28,14 @@ from typing import Any
 #: screen must stay responsive (keys, a redraw a second) while a contention fault or the
 #: target saturates the machine; nice 10 still leaves it ~10% of a busy core.
 SCREEN_NICE = 10
+
+
+#: How long the app may take to leave once perfsleuth said "end" or went away.
+_EXIT_GRACE_S = 10.0
+
+
+def _terminal_gone(_signum: int, _frame: object) -> None:
+    os._exit(1)
 
 
 def _feed(conn: Connection, app: Any) -> None:
@@ -53,6 +62,10 @@ def _feed(conn: Connection, app: Any) -> None:
         elif kind == "stacks":
             feed.stacks(*args)
     app.exit()  # posts a message: safe from this thread (a no-op once the app left)
+    # On a terminal that hung up the app cannot leave (restoring the terminal fails and
+    # its input thread spins on EIO): with perfsleuth gone, nothing is left to wait for.
+    time.sleep(_EXIT_GRACE_S)
+    os._exit(1)
 
 
 def main(fd: int) -> int:
@@ -62,6 +75,9 @@ def main(fd: int) -> int:
     # found it (killed outright, it would leave it in raw mode on the alternate screen).
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
+    # The terminal hung up: nothing to draw on or to restore. Also under nohup, which
+    # left SIGHUP ignored; perfsleuth goes on with its plain progress.
+    signal.signal(signal.SIGHUP, _terminal_gone)
     with contextlib.suppress(OSError):
         os.nice(SCREEN_NICE)
     conn = Connection(fd)
