@@ -159,9 +159,12 @@ def test_disk_writers_outside_the_target_are_io(tmp_path):
     assert probes["proc.io_write_syscalls_per_s"]["mean"] > 50, probes
     assert probes["proc.io_write_mb_per_s"]["mean"] > 0.2, probes
     assert probes.get("disk.write_iops", {"mean": 100})["mean"] > 20, probes
-    # ... and name the outside writers' flood as the cause.
+    # ... and name the outside writers' flood as the cause: first, or tied for first (the
+    # writers' own CPU raises run delay too; with both at the top score the order between
+    # them says nothing).
     finding = _named(doc)
-    assert finding["cause"] == "io", _text(doc)
+    top = max(c["score"] for c in finding["causes"])
+    assert {"cause": "io", "score": top} in finding["causes"], _text(doc)
     assert not any("target write" in e for e in finding["evidence"][:3])  # seen from the host
 
 

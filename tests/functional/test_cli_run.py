@@ -154,27 +154,28 @@ def test_closed_model_non_streaming(server, db, tmp_path):
     assert doc["latency_ms"]["p50"] == pytest.approx(doc["latency_uncorrected_ms"]["p50"], rel=0.05)
 
 
-def test_http_errors_are_classified_not_fatal(server, db, tmp_path):
+@pytest.mark.parametrize(("limit", "code"), [(None, 4), ("0", 0)])
+def test_http_errors_are_classified_and_fail_the_run_past_the_limit(
+    server, db, tmp_path, limit, code
+):
     out = tmp_path / "err.json"
     done = perfsleuth(
-        "run",
-        "--url",
-        f"{server.url}/no/such/path",
-        "--rate",
-        "5",
-        "--duration",
-        "2s",
-        "--json",
-        str(out),
-        "--db",
-        db,
+        "run", "--url", f"{server.url}/no/such/path", "--rate", "5", "--duration", "2s",
+        "--json", str(out), "--db", db,
+        *(["--max-error-rate", limit] if limit is not None else []),
         cwd=tmp_path,
-    )
-    assert done.returncode == 0, done.stderr
+    )  # fmt: skip
+    assert done.returncode == code, done.stderr
     doc = json.loads(out.read_text())
     assert doc["requests"]["errors"] == doc["requests"]["total"] >= 8
     assert doc["requests"]["errors_by_class"]["http_4xx"] == doc["requests"]["errors"]
     assert doc["requests"]["error_rate"] == 1.0
+    if code == 4:  # by default more than half failing fails the run, and says why
+        assert doc["status"] == "failed"
+        assert "100% of" in doc["error"] and "(mostly http_4xx" in doc["error"]
+        assert "--max-error-rate" in done.stdout + done.stderr
+    else:
+        assert doc["status"] == "completed" and doc["error"] is None
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
@@ -231,6 +232,55 @@ def test_under_nohup_a_hangup_does_not_stop_the_run(server, db, tmp_path):
         proc.kill()
     assert proc.returncode == 0, seen + stderr
     assert show_json(db, "latest", tmp_path)["status"] == "completed"
+
+
+def _wait_until_listening(port: int, timeout_s: float = 15.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert time.monotonic() < deadline, f"nothing listens on port {port}"
+            time.sleep(0.05)
+
+
+@pytest.mark.timeout(90)
+def test_a_server_that_dies_mid_run_fails_it_and_is_not_called_contention(db, tmp_path):
+    # Python's own http.server, not attached: all perfsleuth sees is that it stops answering.
+    import subprocess
+    import sys
+
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        _wait_until_listening(port)
+        proc = start_perfsleuth(
+            "run", "--url", f"http://127.0.0.1:{port}/", "--rate", "10", "--duration", "10s",
+            "--json", str(tmp_path / "run.json"), "--db", db, cwd=tmp_path,
+        )  # fmt: skip
+        try:
+            read_until_counted(proc, "ok", 20)
+            server.kill()
+            _, stderr = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+    finally:
+        server.kill()
+        server.wait(timeout=10)
+    assert proc.returncode == 4, stderr
+    doc = json.loads((tmp_path / "run.json").read_text())
+    assert doc["status"] == "failed"
+    assert "the target stopped answering at" in doc["error"], doc["error"]
+    assert doc["requests"]["errors_by_class"]["connect"] > 0
+    gone_at = float(doc["error"].split("stopped answering at ")[1].split("s")[0])
+    assert all(f["end_s"] <= gone_at for f in doc["findings"]), doc["findings"]
+    assert "Traceback" not in stderr
 
 
 def test_launched_target_dying_mid_run_is_survived(db, tmp_path):

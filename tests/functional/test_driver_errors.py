@@ -32,9 +32,11 @@ def test_errors_are_classified_and_the_run_is_bounded(odd, tmp_path, path, extra
         "--json", str(out), "--db", f"sqlite:///{tmp_path / 'r.db'}", cwd=tmp_path,
     )  # fmt: skip
     elapsed = time.monotonic() - started
-    assert done.returncode == 0, done.stderr
+    # Every request failed: the run measured a broken endpoint, and fails (--max-error-rate).
+    assert done.returncode == 4, done.stderr
     doc = json.loads(out.read_text())
-    assert doc["status"] == "completed"
+    assert doc["status"] == "failed"
+    assert f"requests failed (mostly {error_class}" in doc["error"]
     assert doc["requests"]["errors"] >= 2
     assert doc["requests"]["errors_by_class"][error_class] == doc["requests"]["errors"]
     # The trickling server never finishes a body: the total deadline ends each request.

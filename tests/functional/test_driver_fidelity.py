@@ -50,7 +50,10 @@ def test_without_usage_the_tokens_are_counted_chunks_and_the_report_says_so(app,
 
 def test_an_error_event_inside_a_stream_fails_the_request(app, tmp_path):
     code, doc, _, err = run_scenario(
-        tmp_path, _toml(app, 'users = 1\nduration = "1s"', "/sse?n=2&error=1", True)
+        tmp_path,
+        _toml(app, 'users = 1\nduration = "1s"', "/sse?n=2&error=1", True),
+        "--max-error-rate",
+        "0",  # every request fails, by design
     )
     assert code == 0, err
     req = doc["requests"]

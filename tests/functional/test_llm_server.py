@@ -345,13 +345,15 @@ def test_tiny_kv_cache_evicts_alternating_sessions() -> None:
 
 def test_slowdown_factor(client: httpx.Client) -> None:
     payload = {"prompt": "p", "max_tokens": 20}
-    normal, slow = [], []
-    for _ in range(3):  # alternated: a change in the machine's load hits both alike
+    ratios = []
+    for _ in range(5):  # pairs side by side: a change in the machine's load hits both alike
         client.post("/admin/slowdown", json={"factor": 1})
-        normal.append(per_token_ms(stream(client, "/v1/completions", payload)[0], 20))
+        normal = per_token_ms(stream(client, "/v1/completions", payload)[0], 20)
         client.post("/admin/slowdown", json={"factor": 2})
-        slow.append(per_token_ms(stream(client, "/v1/completions", payload)[0], 20))
-    assert statistics.median(slow) > 1.6 * statistics.median(normal), (normal, slow)
+        ratios.append(per_token_ms(stream(client, "/v1/completions", payload)[0], 20) / normal)
+    # 2x the step time: the median pair is well above 1.5 even on a busy machine (the
+    # medians of three unpaired streams each once came out 1.46x apart there).
+    assert statistics.median(ratios) > 1.5, ratios
 
 
 @pytest.mark.alone

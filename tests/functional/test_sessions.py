@@ -77,7 +77,8 @@ def test_an_extraction_that_finds_nothing_fails_the_session(app, tmp_path):
         request = "never"
     """
     code, doc, _, err = run_scenario(tmp_path, toml)
-    assert code == 0, err
+    assert code == 4, err  # every session failed: so did the run (--max-error-rate)
+    assert doc["status"] == "failed" and "(mostly extract_failed" in doc["error"]
     assert doc["sessions"]["ok"] == 0
     assert doc["sessions"]["failed"] == doc["requests"]["errors"] >= 5
     assert doc["requests"]["errors_by_class"]["extract_failed"] == doc["requests"]["errors"]

@@ -25,6 +25,7 @@ from tracker.cli.options import (
 from tracker.cli.output import check_json_path, exit_interrupted, write_json
 from tracker.cli.terminal import run_with_view, target_log, wants_tui
 from tracker.errors import EXIT_REGRESSION, EXIT_RUN_FAILED, UsageError
+from tracker.recording.run_health import DEFAULT_MAX_ERROR_RATE
 from tracker.scenario.flags import MIN_PROBE_INTERVAL_S, check_workers
 
 if TYPE_CHECKING:
@@ -123,6 +124,14 @@ _SCENARIO_SETS = ("url", "rate", "users", "warmup", "arrival", "seed", "max_infl
     metavar="SPEC",
     help="Compare with a run id, tag:NAME, last:N or best:N; exit 1 on regression.",
 )
+@click.option(
+    "--max-error-rate",
+    type=click.FloatRange(0, 1),
+    default=DEFAULT_MAX_ERROR_RATE,
+    show_default=True,
+    metavar="FRACTION",
+    help="Fail the run (exit 4) when more of its requests fail; 0 turns this off.",
+)
 @group_option
 @comparison_options
 @gc_log_option
@@ -156,6 +165,7 @@ def command(
     attach_name: str | None,
     launch: str | None,
     probe_interval: float | None,
+    max_error_rate: float,
     baseline: str | None,
     group: str | None,
     thresholds: tuple[str, ...],
@@ -171,7 +181,8 @@ def command(
 ) -> None:
     """Drive load (a SCENARIO.toml file, or --url and flags), probe a server, store the run.
 
-    Exits 1 when an [slo] threshold of the scenario fails.
+    Exits 1 when an [slo] threshold of the scenario fails, 4 when the run failed (the
+    target unreachable or gone, more than --max-error-rate of the requests failed).
     """
     flags = LoadFlags(
         url=url, rate=rate, users=users, duration=duration, warmup=warmup, arrival=arrival,
@@ -194,6 +205,7 @@ def command(
         given=given,
         comparing=comparing,
         gc_log=gc_log,
+        max_error_rate=max_error_rate,
         no_tui=no_tui,
         refresh_s=refresh,
         json_path=json_path,
@@ -316,6 +328,7 @@ def run(
     given: frozenset[str] = frozenset(),
     comparing: CompareSettings | None = None,
     gc_log: str | None = None,
+    max_error_rate: float = DEFAULT_MAX_ERROR_RATE,
     no_tui: bool = False,
     refresh_s: float = 1.0,
     json_path: str | None = None,
@@ -385,6 +398,7 @@ def run(
                 progress=progress,
                 extra_probes=extra,
                 control=control,
+                max_error_rate=max_error_rate,
             ),
             notes=[f"the launched command's output goes to {log.name}"] if log else [],
             refresh_s=refresh_s,

@@ -148,6 +148,11 @@ class Recording:
             self.status = "failed"
             self.error = f"the target process died during the run ({target.death_reason})"
 
+    def fail(self, reason: str | None) -> None:
+        """The run failed for `reason` (nothing changes when it is None)."""
+        if reason is not None:
+            self.status, self.error = "failed", reason
+
     def before_stop(self, action: Callable[[], None]) -> None:
         """Run `action` first as the block ends (e.g. stop worker processes)."""
         self._before_stop.append(action)

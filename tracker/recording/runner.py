@@ -28,6 +28,7 @@ from tracker.recording.environment import fingerprint
 from tracker.recording.live_watch import LiveWatch
 from tracker.recording.progress import ProgressView
 from tracker.recording.recording import Recording, RunIdentity, RunResult
+from tracker.recording.run_health import DEFAULT_MAX_ERROR_RATE, RunHealth
 from tracker.recording.slo import ThresholdResult, evaluate
 from tracker.recording.stop_signals import after_hangup, handled_stop_signals
 from tracker.records import SampleRecord
@@ -97,11 +98,14 @@ def execute_run(
     progress: ProgressView | None = None,
     extra_probes: Sequence[Probe] = (),
     control: RunControl | None = None,
+    max_error_rate: float = DEFAULT_MAX_ERROR_RATE,
 ) -> RunResult:
     """Run `scenario` against its URL while probing `target`, and store everything.
 
     `extra_probes` run next to the default ones (the target's GC probe, its stacks).
     `control` lets another thread stop the run (the live screen's `q`), as Ctrl-C does.
+    A run whose target stopped answering, or with more than `max_error_rate` of its
+    requests failed, is stored as failed (`tracker.recording.run_health`).
 
     Raises:
         RunFailedError: the target was unreachable; the run is stored as `failed`.
@@ -120,10 +124,15 @@ def execute_run(
     recording = Recording(store, identity, target=target, probes=extra_probes, view=progress)
     live = _Live()
     watcher = LiveWatch(progress)
+    health = RunHealth()
     slo: list[ThresholdResult] = []
 
     def finish(document: dict[str, Any]) -> None:
         findings = watcher.findings(driver_saturated=document["driver"]["saturated"])
+        gone_at = health.gone_at_s()
+        if gone_at is not None:
+            # What slowed down as the target went is its going, not contention or memory.
+            findings = [f for f in findings if f.end_s <= gone_at]
         store.replace_findings(recording.run_id, findings)
         document["findings"] = [f.to_json() for f in findings]
         slo.extend(evaluate(scenario.thresholds, document))
@@ -155,6 +164,7 @@ def execute_run(
             if progress is not None:
                 progress.window(window, live.snapshot())
             watcher.add(window)
+            health.add(window)
 
         recording.start_sampling(scenario.probe_interval_s, on_sample)
         recording.t0 = t0 = max(recording.t0, time.monotonic())
@@ -181,6 +191,8 @@ def execute_run(
             if progress is not None:
                 progress.note(f"request {name!r} ran out of unique dataset rows and was retired")
         recording.settle("interrupted" if ended.interrupted else "completed")
+        if recording.status == "completed":
+            recording.fail(health.failure(max_error_rate))
     result = recording.result
     return RunResult(result.run_id, result.status, result.document, slo)
 
