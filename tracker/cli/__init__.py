@@ -24,6 +24,7 @@ from tracker.errors import (
     RunFailedError,
 )
 from tracker.recording import stop_signals
+from tracker.store.failures import describe_store_error, is_store_error
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -79,6 +80,8 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:
         if os.environ.get("PERFSLEUTH_DEBUG"):
             raise
+        if is_store_error(exc):  # named, without the SQL statement or its parameters
+            _fail(describe_store_error(exc, "the database"), EXIT_RUN_FAILED)
         _fail(
             f"internal error: {type(exc).__name__}: {exc} (rerun with PERFSLEUTH_DEBUG=1 "
             "for the traceback, and please report it)",

@@ -11,12 +11,17 @@ interrupts held off until that is done.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -28,8 +33,10 @@ from tracker.errors import RunFailedError
 from tracker.recording.progress import StacksView
 from tracker.recording.slo import ThresholdResult
 from tracker.recording.stop_signals import STOP_SIGNALS
-from tracker.records import ProfileRecord, SampleRecord
+from tracker.records import ProfileRecord, RunRecord, SampleRecord
+from tracker.records.window import Window
 from tracker.store import Store
+from tracker.store.failures import StoreError, describe_store_error, is_store_error
 from tracker.store.writer import StoreWriter
 
 
@@ -79,8 +86,10 @@ class Recording:
         target: Target | None,
         probes: Sequence[Probe] = (),
         view: StacksView | None = None,
+        note: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
+        self.note = note
         self.identity = identity
         self.target = target
         self.probes = probes
@@ -100,16 +109,33 @@ class Recording:
 
     def __enter__(self) -> Recording:
         i = self.identity
-        self.run_id = self.store.create_run(
-            scenario=i.scenario,
-            scenario_key=i.scenario_key,
-            scenario_json=i.scenario_json,
-            environment=i.environment,
-            tag=i.tag,
-            group=i.group,
-            target_url=i.target_url,
-            load_model=i.load_model,
-        )
+        started_at = datetime.now(UTC)
+        try:
+            self.run_id = self.store.create_run(
+                scenario=i.scenario,
+                scenario_key=i.scenario_key,
+                scenario_json=i.scenario_json,
+                environment=i.environment,
+                tag=i.tag,
+                group=i.group,
+                target_url=i.target_url,
+                load_model=i.load_model,
+                started_at=started_at,
+            )
+        except Exception as exc:
+            if not is_store_error(exc):
+                raise
+            raise StoreError(
+                f"cannot start the run: {describe_store_error(exc, self.store.location)}"
+            ) from None
+        # The run row as stored, for the run's document if the store fails later on.
+        self._record = RunRecord(
+            id=self.run_id, status="running", scenario=i.scenario, scenario_key=i.scenario_key,
+            scenario_json=i.scenario_json, tag=i.tag, started_at=started_at, ended_at=None,
+            duration_s=None, target_url=i.target_url, load_model=i.load_model,
+            environment=i.environment, summary=None, probes_unavailable={}, error=None,
+            group_name=i.group,
+        )  # fmt: skip
         self.started = self.t0 = time.monotonic()
         return self
 
@@ -118,7 +144,7 @@ class Recording:
     ) -> None:
         """Sample the target and the host with the default probes and the extra ones;
         `on_sample` sees each sample as stored (on the sampler's thread)."""
-        self.writer = self.writer or StoreWriter(self.store, self.run_id)
+        self._writer()
         self._on_sample = on_sample
         self.sampler = Sampler(
             self.target,
@@ -130,8 +156,7 @@ class Recording:
 
     def add_sample(self, sample: ProbeSample) -> None:
         """Store one probe sample (and the stack windows completed since the last one)."""
-        writer = self.writer or StoreWriter(self.store, self.run_id)
-        self.writer = writer
+        writer = self._writer()
         record = SampleRecord(
             sample.t_mono - self.t0, sample.metrics, sample.target_alive, sample.note
         )
@@ -139,6 +164,21 @@ class Recording:
         if self._on_sample is not None:
             self._on_sample(record)
         store_profiles(self.probes, self.t0, writer, self.view)
+
+    def _writer(self) -> StoreWriter:
+        if self.writer is None:
+            self.writer = StoreWriter(
+                self.store, self.run_id, on_error=self._store_failing, on_recover=self._store_back
+            )
+        return self.writer
+
+    def _store_failing(self, reason: str) -> None:
+        if self.note is not None:
+            self.note(f"the store failed ({reason}): results wait in memory and are retried")
+
+    def _store_back(self) -> None:
+        if self.note is not None:
+            self.note("the store is writable again: nothing was lost")
 
     def settle(self, status: str) -> None:
         """The status the work ended with; a completed run whose target died has failed."""
@@ -188,37 +228,77 @@ class Recording:
         return isinstance(exc, KeyboardInterrupt)
 
     def _finish(self) -> None:
-        store, run_id = self.store, self.run_id
+        store, run_id, writer = self.store, self.run_id, self.writer
         self.error = stop_recording(
-            self.sampler, self.writer, self.probes, self.t0, self.error, self.view
+            self.sampler, writer, self.probes, self.t0, self.error, self.view
         )
+        unwritten: tuple[list[Window], list[SampleRecord], list[ProfileRecord]] = (
+            writer.unwritten() if writer is not None else ([], [], [])
+        )
+        failure: str | None = None
+        try:
+            # What the store holds and what never reached it: the whole run, never a
+            # summary of fewer windows than it produced.
+            store.check_intact()
+            record = store.get_run(run_id)
+            windows = _merged(list(store.iter_windows(run_id)), unwritten[0])
+            samples = sorted([*store.iter_samples(run_id), *unwritten[1]], key=_t_s)
+            profiles = [*store.iter_profiles(run_id), *unwritten[2]]
+        except Exception as exc:
+            if not is_store_error(exc):
+                raise
+            failure = describe_store_error(exc, store.location)
+            record = self._record
+            kept = writer.kept_windows() if writer is not None else []
+            windows = kept if kept is not None else unwritten[0]
+            samples, profiles = unwritten[1], unwritten[2]
         changes: dict[str, Any] = {} if self.summary is None else {"summary": self.summary}
         run = replace(
-            store.get_run(run_id),
+            record,
             status=self.status,
             duration_s=time.monotonic() - self.started,
             probes_unavailable=dict(self.sampler.unavailable) if self.sampler else {},
             error=self.error,
             **changes,
         )
-        document = run_document(
-            run,
-            store.iter_windows(run_id),
-            store.iter_samples(run_id),
-            (),
-            store.iter_profiles(run_id),
-        )
+        document = run_document(run, windows, samples, (), profiles)
         for finisher in self._finishers:
-            finisher(document)
-        store.finish_run(
-            run_id,
-            status=run.status,
-            duration_s=run.duration_s or 0.0,
-            summary=summary_for_history(store, run_id, document),
-            probes_unavailable=run.probes_unavailable,
-            error=self.error,
-        )
+            try:
+                finisher(document)
+            except Exception as exc:
+                if not is_store_error(exc):
+                    raise
+                failure = failure or describe_store_error(exc, store.location)
+        if failure is None and writer is not None and writer.error is not None:
+            failure = writer.error  # still failing after the final retries
+        if failure is None:
+            try:
+                store.finish_run(
+                    run_id,
+                    status=run.status,
+                    duration_s=run.duration_s or 0.0,
+                    summary=summary_for_history(store, run_id, document),
+                    probes_unavailable=run.probes_unavailable,
+                    error=self.error,
+                )
+            except Exception as exc:
+                if not is_store_error(exc):
+                    raise
+                failure = describe_store_error(exc, store.location)
+        if failure is not None:
+            self._keep_elsewhere(document, failure)
         self._result = RunResult(run_id, self.status, document)
+
+    def _keep_elsewhere(self, document: dict[str, Any], failure: str) -> None:
+        """The store failed: the run is `failed`, and its whole document goes to a file
+        (next to the database, else the working directory, else the temp directory)."""
+        self.status = document["status"] = "failed"
+        document["error"] = f"the run could not be stored: {failure}"
+        path = write_fallback_document(document, self.store.location)
+        where = f"its document is in {path}" if path else "no file could hold its document"
+        self.error = document["error"] = f"{document['error']}; {where}"
+        if path is not None:
+            path.write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
 
 
 def stop_recording(
@@ -236,8 +316,6 @@ def stop_recording(
         return error
     store_profiles(probes, t0, writer, view)  # the windows the last tick did not collect
     writer.close()
-    if writer.error is not None and error is None:
-        return f"some results could not be stored: {writer.error}"
     return error
 
 
@@ -260,6 +338,39 @@ def store_profiles(
             view.stacks(
                 last.end_mono - t0, last.end_mono - last.start_mono, top_functions(last.stacks, 8)
             )
+
+
+def _merged(stored: list[Window], unwritten: list[Window]) -> list[Window]:
+    written = {w.index for w in stored}
+    return sorted([*stored, *(w for w in unwritten if w.index not in written)], key=_index)
+
+
+def _index(window: Window) -> int:
+    return window.index
+
+
+def _t_s(sample: SampleRecord) -> float:
+    return sample.t_s
+
+
+def write_fallback_document(document: dict[str, Any], location: str) -> Path | None:
+    """Write `document` where it fits: beside the database file, else the working
+    directory, else the temp directory; the path written, or None."""
+    name = f"perfsleuth-run-{document.get('run_id')}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
+    beside = Path(location).parent if Path(location).is_absolute() else None
+    text = json.dumps(document, indent=2, default=str) + "\n"
+    for directory in (beside, Path.cwd(), Path(tempfile.gettempdir())):
+        if directory is None:
+            continue
+        path = directory / name
+        try:
+            path.write_text(text, encoding="utf-8")
+        except OSError:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            continue
+        return path
+    return None
 
 
 @contextmanager

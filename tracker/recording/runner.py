@@ -121,7 +121,16 @@ def execute_run(
         target_url=scenario.shown_url,
         load_model=scenario.load.model,
     )
-    recording = Recording(store, identity, target=target, probes=extra_probes, view=progress)
+    recording = Recording(
+        store,
+        identity,
+        target=target,
+        probes=extra_probes,
+        view=progress,
+        note=progress.note if progress is not None else None,
+    )
+    control = control or RunControl()  # also how a store failing for too long stops it
+    store_gave_out: list[str] = []
     live = _Live()
     watcher = LiveWatch(progress)
     health = RunHealth()
@@ -133,10 +142,10 @@ def execute_run(
         if gone_at is not None:
             # What slowed down as the target went is its going, not contention or memory.
             findings = [f for f in findings if f.end_s <= gone_at]
-        store.replace_findings(recording.run_id, findings)
         document["findings"] = [f.to_json() for f in findings]
         slo.extend(evaluate(scenario.thresholds, document))
         document["slo"] = [r.to_json() for r in slo]
+        store.replace_findings(recording.run_id, findings)  # last: the store may fail
 
     recording.on_finish(finish)
     recording.summary = {"abandoned": 0}
@@ -161,6 +170,13 @@ def execute_run(
             writer = recording.writer
             if writer is not None:
                 writer.add_window(window)
+                if writer.overflowing and not store_gave_out:
+                    # Its windows wait in memory; past the bound the run stops rather
+                    # than lose them or grow without end.
+                    store_gave_out.append(
+                        f"the store failed for too long ({writer.error}); the run was stopped"
+                    )
+                    control.request_stop()
             if progress is not None:
                 progress.window(window, live.snapshot())
             watcher.add(window)
@@ -191,7 +207,9 @@ def execute_run(
             if progress is not None:
                 progress.note(f"request {name!r} ran out of unique dataset rows and was retired")
         recording.settle("interrupted" if ended.interrupted else "completed")
-        if recording.status == "completed":
+        if store_gave_out:
+            recording.fail(store_gave_out[0])
+        elif recording.status == "completed":
             recording.fail(health.failure(max_error_rate))
     result = recording.result
     return RunResult(result.run_id, result.status, result.document, slo)

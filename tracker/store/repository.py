@@ -7,7 +7,8 @@ the CLI's `show` and reports (reading).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from tracker.errors import UsageError
 from tracker.records.stored import FindingRecord, ProfileRecord, RunRecord, SampleRecord
 from tracker.records.window import LATENCY, Histogram, Window
 from tracker.store.database import create_db_engine, migrate, resolve_url
+from tracker.store.failures import StoreError
 from tracker.store.models import (
     AcknowledgementModel,
     FindingModel,
@@ -35,6 +37,7 @@ class Store:
     def __init__(self, engine: Engine, url: str) -> None:
         self._engine = engine
         self.url = url
+        self._file_identity = self._sqlite_file_identity()
 
     @classmethod
     def open(cls, url: str | None = None, *, upgrade: bool = True) -> Store:
@@ -57,6 +60,24 @@ class Store:
     @property
     def engine(self) -> Engine:
         return self._engine
+
+    def check_intact(self) -> None:
+        """Raise StoreError if the SQLite file was deleted or replaced since it was opened:
+        SQLite would go on writing into the deleted file, and the run would be lost."""
+        if self._file_identity is not None and self._sqlite_file_identity() != self._file_identity:
+            raise StoreError(
+                f"the database file {self.location} was deleted or replaced during the run"
+            )
+
+    def _sqlite_file_identity(self) -> tuple[int, int] | None:
+        url = self._engine.url
+        if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+            return None
+        try:
+            st = os.stat(Path(url.database).expanduser())
+        except OSError:
+            return (-1, -1)
+        return (st.st_dev, st.st_ino)
 
     def close(self) -> None:
         self._engine.dispose()
@@ -97,39 +118,14 @@ class Store:
             return run.id
 
     def add_windows(self, run_id: int, windows: Sequence[Window]) -> None:
-        if not windows:
+        self.add_window_rows([window_row(run_id, w) for w in windows])
+
+    def add_window_rows(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Windows already encoded by `window_row` (the store writer keeps them so)."""
+        if not rows:
             return
-        rows = []
-        for w in windows:
-            latency = w.histograms.get(LATENCY)
-            rows.append(
-                {
-                    "run_id": run_id,
-                    "idx": w.index,
-                    "start_s": w.start_s,
-                    "duration_s": w.duration_s,
-                    "warmup": w.warmup,
-                    "sent": w.sent,
-                    "completed": w.completed,
-                    "ok": w.ok,
-                    "errors": w.errors,
-                    "dropped": w.dropped,
-                    "output_tokens": w.output_tokens,
-                    "good": w.good,
-                    "errors_by_class": w.errors_by_class,
-                    "by_request": w.by_request or None,
-                    "counters": w.counters or None,
-                    "latency_p50_ms": latency.percentile_ms(50)
-                    if latency and latency.count
-                    else None,
-                    "latency_p99_ms": latency.percentile_ms(99)
-                    if latency and latency.count
-                    else None,
-                    "histograms": w.encoded_histograms(),
-                }
-            )
         with self._engine.begin() as conn:
-            conn.execute(insert(WindowModel), rows)
+            conn.execute(insert(WindowModel), list(rows))
 
     def add_samples(self, run_id: int, samples: Sequence[SampleRecord]) -> None:
         if not samples:
@@ -392,21 +388,60 @@ def _run_record(m: RunModel) -> RunRecord:
     )
 
 
-def _window(m: WindowModel) -> Window:
+def window_row(run_id: int, w: Window) -> dict[str, Any]:
+    """One window as the windows table holds it: histograms encoded (a few KB), the
+    latency median and p99 precomputed for `history`."""
+    latency = w.histograms.get(LATENCY)
+    counted = latency is not None and latency.count > 0
+    return {
+        "run_id": run_id,
+        "idx": w.index,
+        "start_s": w.start_s,
+        "duration_s": w.duration_s,
+        "warmup": w.warmup,
+        "sent": w.sent,
+        "completed": w.completed,
+        "ok": w.ok,
+        "errors": w.errors,
+        "dropped": w.dropped,
+        "output_tokens": w.output_tokens,
+        "good": w.good,
+        "errors_by_class": w.errors_by_class,
+        "by_request": w.by_request or None,
+        "counters": w.counters or None,
+        "latency_p50_ms": latency.percentile_ms(50) if latency and counted else None,
+        "latency_p99_ms": latency.percentile_ms(99) if latency and counted else None,
+        "histograms": w.encoded_histograms(),
+    }
+
+
+def window_from_row(row: Mapping[str, Any]) -> Window:
+    """The window a `window_row` holds, histograms decoded."""
     return Window(
-        index=m.idx,
-        start_s=m.start_s,
-        duration_s=m.duration_s,
-        sent=m.sent,
-        completed=m.completed,
-        ok=m.ok,
-        errors=m.errors,
-        dropped=m.dropped,
-        output_tokens=m.output_tokens,
-        good=m.good,
-        errors_by_class=dict(m.errors_by_class),
-        by_request={k: dict(v) for k, v in (m.by_request or {}).items()},
-        counters=dict(m.counters or {}),
-        histograms={name: Histogram.decode(text) for name, text in m.histograms.items()},
-        warmup=m.warmup,
+        index=row["idx"],
+        start_s=row["start_s"],
+        duration_s=row["duration_s"],
+        sent=row["sent"],
+        completed=row["completed"],
+        ok=row["ok"],
+        errors=row["errors"],
+        dropped=row["dropped"],
+        output_tokens=row["output_tokens"],
+        good=row["good"],
+        errors_by_class=dict(row["errors_by_class"]),
+        by_request={k: dict(v) for k, v in (row["by_request"] or {}).items()},
+        counters=dict(row["counters"] or {}),
+        histograms={name: Histogram.decode(text) for name, text in row["histograms"].items()},
+        warmup=row["warmup"],
     )
+
+
+def _window(m: WindowModel) -> Window:
+    return window_from_row({c: getattr(m, c) for c in _WINDOW_COLUMNS})
+
+
+_WINDOW_COLUMNS = (
+    "idx", "start_s", "duration_s", "sent", "completed", "ok", "errors", "dropped",
+    "output_tokens", "good", "errors_by_class", "by_request", "counters", "histograms",
+    "warmup",
+)  # fmt: skip
