@@ -7,12 +7,14 @@ the tracker CLI, which builds a ``Target`` from ``--pid``, ``--name`` or a comma
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import IO, Any
 
@@ -170,6 +172,7 @@ class Target:
                 stdout=stdout,
                 stderr=stderr,
                 start_new_session=True,
+                preexec_fn=_dies_with_perfsleuth(),
             )
         except FileNotFoundError:
             raise ProbeError(
@@ -376,3 +379,28 @@ def _is_live(proc: psutil.Process) -> bool:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+#: PR_SET_PDEATHSIG from <linux/prctl.h>.
+_PR_SET_PDEATHSIG = 1
+
+
+def _dies_with_perfsleuth() -> Callable[[], None] | None:
+    """A preexec_fn that has Linux send the launched command SIGTERM when perfsleuth dies,
+    by SIGKILL too: a launched server must not outlive the run holding its port. (The
+    signal comes when the launching *thread* exits: commands are launched from the main
+    thread.) None where prctl is not to be had."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def in_the_child() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # perfsleuth died before the request was made
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return in_the_child

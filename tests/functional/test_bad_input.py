@@ -60,6 +60,19 @@ def test_port_with_no_server_fails_the_run_with_exit_4_and_stores_it(tmp_path):
             ["run", "--url", "http://127.0.0.1:1/", "--db", "sqlite:///no/such/dir/x.db"],
             "does not exist",
         ),
+        # Checked before anything runs (issue 18, cases 7 and 9).
+        (["run", "--url", "http://127.0.0.1:1/", "--users", "10000000"], "ulimit -n"),
+        (
+            ["run", "--url", "http://127.0.0.1:1/", "--rate", "5", "--max-inflight", "99999999"],
+            "ulimit -n",
+        ),
+        (
+            ["run", "--url", "http://127.0.0.1:1/", "--launch", 'python "unterminated'],
+            "check its quotes",
+        ),
+        (["run", "--url", "http://127.0.0.1:1/", "--method", ""], "--method: empty"),
+        (["run", "--url", "http://127.0.0.1:1/", "--json", "."], "is a directory"),
+        (["run", "--url", "http://127.0.0.1:1/", "--max-error-rate", "2"], "--max-error-rate"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(tmp_path, args, needle):

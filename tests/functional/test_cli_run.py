@@ -320,3 +320,73 @@ def test_launched_target_dying_mid_run_is_survived(db, tmp_path):
     assert doc["requests"]["ok"] >= 5
     assert doc["requests"]["errors_by_class"]["connect"] >= 3
     assert any("killed" in e["note"] or "exit" in e["note"] for e in doc["probe_events"])
+
+
+def test_a_launched_server_dies_with_a_killed_perfsleuth(db, tmp_path):
+    # SIGKILL cannot be caught: the kernel ends the launched server (PR_SET_PDEATHSIG),
+    # which would otherwise keep running, and keep its port, in a session of its own.
+    import sys
+    from pathlib import Path
+
+    import psutil
+
+    port = free_port()
+    server = Path(__file__).resolve().parents[2] / "examples" / "llm_server.py"
+    proc = start_perfsleuth(
+        "run", "--url", f"http://127.0.0.1:{port}/v1/inference", "--rate", "5", "--duration", "60s",
+        "--body", json.dumps({"prompt": "x", "max_tokens": 2}),
+        "--launch", f"{sys.executable} {server} --host 127.0.0.1 --port {port}",
+        "--db", db, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        read_until_counted(proc, "ok", 3)
+        launched = [
+            c
+            for c in psutil.Process(proc.pid).children()
+            if "llm_server.py" in " ".join(c.cmdline())
+        ]
+        assert len(launched) == 1
+        proc.kill()
+        proc.wait(timeout=10)
+        _, alive = psutil.wait_procs(launched, timeout=15)
+    finally:
+        proc.kill()
+    for survivor in alive:
+        survivor.kill()
+    assert not alive, "the launched server outlived perfsleuth"
+
+
+@pytest.mark.timeout(120)
+def test_a_killed_run_is_abandoned_usable_as_a_baseline_and_prunable(server, db, tmp_path):
+    url = f"{server.url}/v1/completions"
+    load = ["--url", url, "--rate", "5", "--body", STREAM_BODY, "--stream", "sse", "--db", db]
+    proc = start_perfsleuth("run", *load, "--duration", "60s", cwd=tmp_path)
+    try:
+        read_until_counted(proc, "ok", 10)
+        time.sleep(1.0)  # the writer's next batch (every 0.5 s) reaches the store
+        proc.kill()  # SIGKILL: nothing can be stored at the end
+        proc.wait(timeout=10)
+    finally:
+        proc.kill()
+    killed = show_json(db, "latest", tmp_path)
+    assert killed["status"] == "abandoned" and killed["requests"]["ok"] >= 5
+    listed = perfsleuth("history", "--status", "abandoned", "--db", db, cwd=tmp_path)
+    assert listed.returncode == 0 and "abandoned" in listed.stdout, listed.stdout
+
+    # It holds data: it can be the baseline of the next run.
+    again = perfsleuth("run", *load, "--duration", "3s", "--json", "-", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    compared = perfsleuth(
+        "compare", "latest", "--baseline", str(killed["run_id"]), "--format", "json",
+        "--db", db, cwd=tmp_path,
+    )  # fmt: skip
+    assert compared.returncode in (0, 1), compared.stderr
+    assert json.loads(compared.stdout)["baseline"]["run_ids"] == [killed["run_id"]]
+
+    dry = perfsleuth("db", "prune", "--dry-run", "--db", db, cwd=tmp_path)
+    assert f"would remove run {killed['run_id']}" in dry.stdout
+    pruned = perfsleuth("db", "prune", "--db", db, cwd=tmp_path)
+    assert pruned.returncode == 0 and f"removed run {killed['run_id']}" in pruned.stdout
+    gone = perfsleuth("show", str(killed["run_id"]), "--db", db, cwd=tmp_path)
+    assert gone.returncode == 2 and f"no run {killed['run_id']}" in gone.stderr
+    assert show_json(db, "latest", tmp_path)["status"] == "completed"  # the other one stays

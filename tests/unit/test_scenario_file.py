@@ -173,3 +173,18 @@ def test_json_paths():
     assert lookup_json_path(doc, ("choices", 0, "text")) == (True, "hi")
     assert lookup_json_path(doc, ("choices", 1, "text")) == (False, None)
     assert lookup_json_path(doc, ("nope",)) == (False, None)
+
+
+def test_target_launch_reads_the_environment_and_its_quotes_are_checked(tmp_path):
+    text = BASE + '[target]\nlaunch = "python server.py --key ${SERVER_KEY}"\n'
+    s = _load(tmp_path, text, env={"SERVER_KEY": "k-123456789"})
+    assert s.target is not None and s.target.launch[-1] == "k-123456789"
+    assert "k-123456789" not in str(s.to_json())  # an environment value: a secret
+    with pytest.raises(UsageError, match="check its quotes"):
+        _load(tmp_path, BASE + "[target]\nlaunch = 'python \"unterminated'\n")
+
+
+def test_more_users_than_the_driver_can_hold_connections_for(tmp_path):
+    text = BASE.replace("rate = 5", "users = 100000000")
+    with pytest.raises(UsageError, match=r"load.users: 100000000 concurrent.*ulimit -n"):
+        _load(tmp_path, text)

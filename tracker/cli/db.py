@@ -9,7 +9,7 @@ from tracker.cli.options import db_option
 
 @click.group("db")
 def group() -> None:
-    """Database schema: upgrade it or show its revision."""
+    """Database schema (upgrade it or show its revision); remove abandoned runs."""
 
 
 @group.command("upgrade")
@@ -35,3 +35,24 @@ def current(db_url: str | None) -> None:
     head = head_revision()
     state = "up to date" if revision == head else "needs `perfsleuth db upgrade`"
     click.echo(f"{store.location}: revision {revision or 'none'} (newest {head}; {state})")
+
+
+@group.command("prune")
+@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+@db_option
+def prune(dry_run: bool, db_url: str | None) -> None:
+    """Remove abandoned runs: left `running` by a perfsleuth process that is gone (killed
+    by SIGKILL, the OOM killer, a power loss). Runs of other hosts are never touched."""
+    from tracker.store import Store
+
+    store = Store.open(db_url)
+    abandoned = store.list_runs(1_000_000, status="abandoned")
+    if not abandoned:
+        click.echo(f"no abandoned runs in {store.location}")
+        return
+    for run in abandoned:
+        if not dry_run:
+            store.delete_run(run.id)
+        started = run.started_at.strftime("%Y-%m-%d %H:%M")
+        verb = "would remove" if dry_run else "removed"
+        click.echo(f"{verb} run {run.id} ({run.scenario}, started {started} UTC)")

@@ -10,7 +10,7 @@ import click
 
 from tracker.cli import terminal
 from tracker.cli.options import db_option
-from tracker.errors import EXIT_REGRESSION
+from tracker.errors import EXIT_REGRESSION, UsageError
 
 
 @click.group("history", invoke_without_command=True)
@@ -25,6 +25,12 @@ from tracker.errors import EXIT_REGRESSION
     type=click.IntRange(min=2),
     default=None,
     help="Runs listed [20], or runs in a scenario's series [200].",
+)
+@click.option(
+    "--status",
+    type=click.Choice(["completed", "interrupted", "failed", "running", "abandoned"]),
+    default=None,
+    help="List only the runs in this state (abandoned: killed, see `db prune`).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option(
@@ -43,6 +49,7 @@ def group(
     ctx: click.Context,
     scenario: str | None,
     limit: int | None,
+    status: str | None,
     as_json: bool,
     fail_on_change: bool,
     no_tui: bool,
@@ -50,6 +57,11 @@ def group(
 ) -> None:
     """List stored runs, newest first; with --scenario, its trends and change points."""
     if ctx.invoked_subcommand is not None:
+        return
+    if status is not None:
+        if scenario is not None:
+            raise UsageError("--status lists runs: give it without --scenario")
+        runs_in_state(status, limit=limit, as_json=as_json, db_url=db_url)
         return
     if not no_tui and not as_json and terminal.interactive():
         from tracker.cli.screens import history_screen
@@ -67,6 +79,19 @@ def group(
 def ack_command(run_spec: str, metric: str | None, note: str | None, db_url: str | None) -> None:
     """Accept the change point at RUN (the first run of the new level): it stops alerting."""
     ack(run_spec, metric=metric, note=note, db_url=db_url)
+
+
+def runs_in_state(status: str, *, limit: int | None, as_json: bool, db_url: str | None) -> None:
+    """`history --status STATE`: the runs in that state, newest first (plain text)."""
+    from tracker.reports.history_text import render_run_list, run_json
+    from tracker.store import Store
+
+    store = Store.open(db_url)
+    runs = store.list_runs(limit or 20, status=status)
+    if as_json:
+        click.echo(json.dumps([run_json(r) for r in runs], indent=2))
+    else:
+        click.echo(render_run_list(runs, store.location))
 
 
 def history(

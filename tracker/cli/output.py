@@ -19,7 +19,10 @@ def check_parent_dir(path: str | None, flag: str) -> None:
     """Fail before the work, not after it, when `path` cannot be written (`-`: stdout)."""
     if path is None or path == "-":
         return
-    parent = Path(path).expanduser().resolve().parent
+    target = Path(path).expanduser().resolve()
+    if target.is_dir():
+        raise UsageError(f"{flag}: {target} is a directory; name a file in it")
+    parent = target.parent
     if not parent.is_dir():
         raise UsageError(f"{flag}: directory {parent} does not exist; create it or choose another")
 

@@ -241,7 +241,12 @@ def _target_from_flags(flags: LoadFlags) -> TargetSpec | None:
     if flags.attach_name is not None:
         return TargetSpec(name=flags.attach_name)
     if flags.launch is not None:
-        argv = tuple(shlex.split(flags.launch))
+        try:
+            argv = tuple(shlex.split(flags.launch))
+        except ValueError as exc:
+            raise UsageError(
+                f"--launch: cannot split {flags.launch!r} ({exc}); check its quotes"
+            ) from None
         if not argv:
             raise UsageError("--launch: empty command")
         return TargetSpec(launch=argv)

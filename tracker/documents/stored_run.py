@@ -107,7 +107,9 @@ def load_run(store: Store, spec: str) -> LoadedRun:
     first = min(m.started_at for m in members)
     offsets = tuple((m.started_at - first).total_seconds() for m in members)
     statuses = {m.status for m in members}
-    status = next((s for s in ("failed", "interrupted", "running") if s in statuses), "completed")
+    status = next(
+        (s for s in ("failed", "interrupted", "abandoned", "running") if s in statuses), "completed"
+    )
     durations = [o + (m.duration_s or 0.0) for m, o in zip(members, offsets, strict=True)]
     keys = {m.scenario_key for m in members}
     if len(keys) > 1:

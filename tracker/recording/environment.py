@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import tracker
+from tracker.store.liveness import this_process
 
 
 def _cpu_model() -> str:
@@ -50,4 +51,6 @@ def fingerprint(cwd: Path | None = None) -> dict[str, Any]:
         "python": platform.python_version(),
         "perfsleuth": tracker.__version__,
         "git_commit": _git_commit(cwd or Path.cwd()),
+        # Not compared across runs: tells a run whose process was killed (`abandoned`).
+        "process": this_process(),
     }

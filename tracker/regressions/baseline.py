@@ -20,6 +20,7 @@ from tracker.documents.stored_run import LoadedRun, load_run, single
 from tracker.errors import UsageError
 from tracker.records import RunRecord
 from tracker.store import Store
+from tracker.store.liveness import ABANDONED
 
 _SPEC = re.compile(r"^(?:(?P<id>\d+)|(?P<kind>tag|last|best|group):(?P<arg>.*))$")
 MAX_BASELINE_RUNS = 1000
@@ -75,7 +76,10 @@ def baseline_records(store: Store, candidate: RunRecord, spec: BaselineSpec) -> 
         run = store.get_run(spec.arg)
         if run.id == candidate.id:
             raise UsageError(f"--baseline: run {run.id} is the run being compared")
-        if run.status != "completed" or not run.summary:
+        usable = (run.status == "completed" and run.summary) or (
+            run.status == ABANDONED and store.has_windows(run.id)  # killed, but it has data
+        )
+        if not usable:
             raise UsageError(
                 f"--baseline: run {run.id} is {run.status}; compare against a completed run"
             )

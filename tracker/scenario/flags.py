@@ -7,6 +7,7 @@ and load settings, so repeating the same command makes comparable runs.
 from __future__ import annotations
 
 import json
+import resource
 from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,6 +37,33 @@ def check_workers(workers: int) -> int:
     if not 1 <= workers <= MAX_WORKERS:
         raise UsageError(f"--workers: must be between 1 and {MAX_WORKERS}, got {workers}")
     return workers
+
+
+#: File descriptors a driver process keeps for everything but its connections (the store,
+#: probes reading /proc, py-spy's pipes, logs, the screen's socket).
+RESERVED_FDS = 256
+
+
+def connection_limit(workers: int = 1) -> int:
+    """How many requests the driver can hold open at once: each is a socket, and each
+    driver process may hold `ulimit -n` file descriptors, less `RESERVED_FDS`."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        soft = 1 << 20
+    return max(1, soft - RESERVED_FDS) * max(1, workers)
+
+
+def check_concurrency(what: str, value: int, workers: int = 1) -> None:
+    """Fail, exit 2, when `value` concurrent requests need more sockets than the machine
+    lets the driver hold: otherwise they fail to connect, or the run never starts."""
+    limit = connection_limit(workers)
+    if value > limit:
+        per_process = -(-value // max(1, workers)) + RESERVED_FDS
+        raise UsageError(
+            f"{what}: {value} concurrent requests need {value} connections, but the driver "
+            f"can hold {limit} (ulimit -n, less {RESERVED_FDS} per process); raise the limit "
+            f"(ulimit -n {per_process}), add --workers, or ask for fewer"
+        )
 
 
 def validate_url(url: str, *, what: str = "--url", secrets: Iterable[str] = ()) -> str:
@@ -89,6 +117,8 @@ def build_scenario(
         request_path += "?" + parts.query
     if not request_path.startswith("/"):
         raise UsageError(f"--path: {request_path!r} must start with '/'")
+    if method is not None and not method.strip():
+        raise UsageError(f"--method: empty; use one of {', '.join(METHODS)}")
     method = (method or ("POST" if body is not None else "GET")).upper()
     if method not in METHODS:
         raise UsageError(
@@ -104,6 +134,8 @@ def build_scenario(
         )
     if users is not None and users < 1:
         raise UsageError(f"--users: must be at least 1, got {users}")
+    if users is not None:
+        check_concurrency("--users", users, workers)
     if duration_s <= 0:
         raise UsageError("--duration: must be longer than 0s, e.g. 30s")
     if warmup_s >= duration_s:
@@ -114,6 +146,8 @@ def build_scenario(
         raise UsageError(f"--max-inflight: must be at least 1, got {max_inflight}")
     if max_inflight is not None and rate is None:
         raise UsageError("--max-inflight: applies to the open model; give --rate too")
+    if max_inflight is not None:
+        check_concurrency("--max-inflight", max_inflight, workers)
     check_workers(workers)
     parsed_body: Any = None
     if body is not None:

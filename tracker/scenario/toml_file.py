@@ -24,6 +24,7 @@ from tracker.scenario.flags import (
     MAX_WORKERS,
     METHODS,
     MIN_PROBE_INTERVAL_S,
+    check_concurrency,
     validate_url,
 )
 from tracker.scenario.model import (
@@ -439,6 +440,10 @@ class _Reader:
                 "max_inflight and on_full belong to the open model (users already cap concurrency)"
             )
         users = t.integer("users", minimum=1)
+        workers = self.workers(t)
+        peak_users = max([users or 0, *(int(n) for _, n in user_stages)])
+        for key, value in (("users", peak_users), ("max_inflight", max_inflight or 0)):
+            check_concurrency(f"{self.source}: load.{key}", value, workers)
         return LoadSpec(
             model=cast(Any, model),
             duration_s=total,
@@ -456,7 +461,7 @@ class _Reader:
             user_stages=user_stages,
             think_time=think,
             pacing_s=pacing,
-            workers=self.workers(t),
+            workers=workers,
         )
 
     def workers(self, t: Table) -> int:
@@ -565,11 +570,14 @@ class _Reader:
             return TargetSpec(pid=table.integer("pid", minimum=1))
         if table.has("name"):
             return TargetSpec(name=table.string("name", required=True))
-        launch = table.raw("launch")
+        launch = self.env(table.raw("launch"), "target.launch")  # ${NAME} too, as elsewhere
         if isinstance(launch, str) and launch.strip():
             import shlex
 
-            return TargetSpec(launch=tuple(shlex.split(launch)))
+            try:
+                return TargetSpec(launch=tuple(shlex.split(launch)))
+            except ValueError as exc:
+                table.fail(f"cannot split the command ({exc}); check its quotes", key="launch")
         if isinstance(launch, list) and launch and all(isinstance(a, str) for a in launch):
             return TargetSpec(launch=tuple(launch))
         table.fail("expected a command string or a list of arguments", key="launch")

@@ -21,6 +21,7 @@ from tracker.records.stored import FindingRecord, ProfileRecord, RunRecord, Samp
 from tracker.records.window import LATENCY, Histogram, Window
 from tracker.store.database import create_db_engine, migrate, resolve_url
 from tracker.store.failures import StoreError
+from tracker.store.liveness import ABANDONED, live_status
 from tracker.store.models import (
     AcknowledgementModel,
     FindingModel,
@@ -230,10 +231,33 @@ class Store:
                     )
             return _run_record(model)
 
-    def list_runs(self, limit: int = 50) -> list[RunRecord]:
+    def list_runs(self, limit: int = 50, *, status: str | None = None) -> list[RunRecord]:
+        """The newest runs; with `status`, only those in it (`abandoned` included)."""
+        query = select(RunModel).order_by(RunModel.id.desc())
+        if status == ABANDONED:
+            query = query.where(RunModel.status == "running")
+        elif status is not None:
+            query = query.where(RunModel.status == status)
         with Session(self._engine) as session:
-            models = session.scalars(select(RunModel).order_by(RunModel.id.desc()).limit(limit))
-            return [_run_record(m) for m in models]
+            runs = (_run_record(m) for m in session.scalars(query))
+            chosen = [r for r in runs if status is None or r.status == status]
+            return chosen[:limit]
+
+    def has_windows(self, run_id: int) -> bool:
+        with Session(self._engine) as session:
+            return (
+                session.scalars(
+                    select(WindowModel.id).where(WindowModel.run_id == run_id).limit(1)
+                ).first()
+                is not None
+            )
+
+    def delete_run(self, run_id: int) -> None:
+        """Remove a run and everything stored with it."""
+        with self._engine.begin() as conn:
+            for model in (WindowModel, ProbeSampleModel, ProfileModel, FindingModel):
+                conn.execute(delete(model).where(model.run_id == run_id))
+            conn.execute(delete(RunModel).where(RunModel.id == run_id))
 
     def comparable_runs(
         self, scenario_key: str, *, before_id: int | None = None, limit: int = 20
@@ -370,7 +394,7 @@ def _run_record(m: RunModel) -> RunRecord:
         ended = ended.replace(tzinfo=UTC)
     return RunRecord(
         id=m.id,
-        status=m.status,
+        status=live_status(m.status, m.environment or {}),
         scenario=m.scenario,
         scenario_key=m.scenario_key,
         scenario_json=dict(m.scenario_json),
