@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         if os.environ.get("PERFSLEUTH_DEBUG"):
             raise
         if is_store_error(exc):  # named, without the SQL statement or its parameters
-            _fail(describe_store_error(exc, "the database"), EXIT_RUN_FAILED)
+            _fail(describe_store_error(exc, None), EXIT_RUN_FAILED)
         _fail(
             f"internal error: {type(exc).__name__}: {exc} (rerun with PERFSLEUTH_DEBUG=1 "
             "for the traceback, and please report it)",

@@ -297,8 +297,9 @@ class Recording:
         path = write_fallback_document(document, self.store.location)
         where = f"its document is in {path}" if path else "no file could hold its document"
         self.error = document["error"] = f"{document['error']}; {where}"
-        if path is not None:
-            path.write_text(json.dumps(document, indent=2, default=str) + "\n", encoding="utf-8")
+        if path is not None:  # again, now that the error names the file
+            with contextlib.suppress(OSError):
+                path.write_text(json.dumps(document, indent=2, default=str) + "\n", "utf-8")
 
 
 def stop_recording(
@@ -309,7 +310,8 @@ def stop_recording(
     error: str | None,
     view: StacksView | None = None,
 ) -> str | None:
-    """Stop sampling and flush everything to the store; the run's error, storage included."""
+    """Stop sampling and flush everything to the store (what a failing store could not
+    take stays with the writer: `StoreWriter.unwritten`); the run's error, as given."""
     if sampler is not None:
         sampler.stop()
     if writer is None:

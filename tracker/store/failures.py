@@ -26,18 +26,19 @@ class StoreError(RunFailedError):
     """The store could not be written or read; the message names the cause."""
 
 
-def describe_store_error(exc: BaseException, location: str) -> str:
+def describe_store_error(exc: BaseException, location: str | None) -> str:
     """`exc` (a SQLAlchemy, sqlite3 or psycopg error, or an OSError) as one line without
-    SQL: the cause, where, and the driver's own words."""
+    SQL: the cause, where (when known), and the driver's own words."""
     if isinstance(exc, StoreError):
         return str(exc)
     origin = getattr(exc, "orig", None) or exc
     text = str(origin).strip().splitlines()[0] if str(origin).strip() else type(origin).__name__
     lowered = text.lower()
+    at = f" at {location}" if location else ""
     for needle, cause in _CAUSES:
         if needle in lowered:
-            return f"{cause} at {location} ({text})"
-    return f"the database at {location} failed: {type(origin).__name__}: {text}"
+            return f"{cause}{at} ({text})"
+    return f"the database{at} failed: {type(origin).__name__}: {text}"
 
 
 def is_store_error(exc: BaseException) -> bool:
