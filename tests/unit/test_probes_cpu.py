@@ -121,6 +121,7 @@ def test_voluntary_switches_of_non_main_threads_are_counted(spawn: Spawn) -> Non
     assert metrics["cpu.threads"] == 2
 
 
+@pytest.mark.alone  # counts preemptions: another test's load on the core is one
 def test_competing_hog_on_same_core_raises_involuntary_switches(spawn: Spawn) -> None:
     cpu = str(max(os.sched_getaffinity(0)))
     target = Target.from_pid(spawn(BUSY_THREAD, cpu).pid)
