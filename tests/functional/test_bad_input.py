@@ -147,7 +147,24 @@ def test_a_file_that_is_not_a_database_is_refused(tmp_path):
     assert "database" in _one_clean_line(done.stderr)
 
 
-def test_sigterm_while_waiting_for_a_launched_target_leaves_nothing_behind(tmp_path):
+def test_a_launched_command_that_exits_before_serving_is_a_stored_failed_run(tmp_path):
+    db = f"sqlite:///{tmp_path / 'r.db'}"
+    done = perfsleuth(
+        "run", "--url", f"http://127.0.0.1:{_closed_port()}/", "--duration", "2s",
+        "--launch", "false", "--tag", "boot", "--db", db, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 4
+    assert "the launched command exited before serving: exited with code 1" in _one_clean_line(
+        done.stderr
+    )
+    doc = show_json(db, "latest", tmp_path)
+    assert doc["status"] == "failed" and doc["tag"] == "boot"
+    assert "exited before serving" in doc["error"]
+
+
+def test_sigterm_while_waiting_for_a_launched_target_stores_it_and_leaves_nothing_behind(
+    tmp_path,
+):
     import signal
     import sys
     import time
@@ -182,6 +199,8 @@ def test_sigterm_while_waiting_for_a_launched_target_leaves_nothing_behind(tmp_p
         proc.kill()
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
+    assert "run 1 was interrupted before its load" in stderr
+    assert show_json(f"sqlite:///{tmp_path / 'r.db'}", "1", tmp_path)["status"] == "interrupted"
     deadline = time.monotonic() + 10  # the target may take a moment to be reaped
     while launched() and time.monotonic() < deadline:
         time.sleep(0.1)

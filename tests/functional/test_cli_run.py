@@ -248,7 +248,8 @@ def _wait_until_listening(port: int, timeout_s: float = 15.0) -> None:
 
 
 @pytest.mark.timeout(90)
-def test_a_server_that_dies_mid_run_fails_it_and_is_not_called_contention(db, tmp_path):
+@pytest.mark.parametrize("arrival", ["constant", "poisson"])
+def test_a_server_that_dies_mid_run_fails_it_and_is_not_called_contention(db, tmp_path, arrival):
     # Python's own http.server, not attached: all perfsleuth sees is that it stops answering.
     import subprocess
     import sys
@@ -261,8 +262,8 @@ def test_a_server_that_dies_mid_run_fails_it_and_is_not_called_contention(db, tm
     try:
         _wait_until_listening(port)
         proc = start_perfsleuth(
-            "run", "--url", f"http://127.0.0.1:{port}/", "--rate", "10", "--duration", "10s",
-            "--json", str(tmp_path / "run.json"), "--db", db, cwd=tmp_path,
+            "run", "--url", f"http://127.0.0.1:{port}/", "--rate", "10", "--arrival", arrival,
+            "--duration", "10s", "--json", str(tmp_path / "run.json"), "--db", db, cwd=tmp_path,
         )  # fmt: skip
         try:
             read_until_counted(proc, "ok", 20)

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli_helpers import read_until_counted, start_perfsleuth
+from cli_helpers import read_until_counted, show_json, start_perfsleuth
 from support.sample_app import running_sample_app
 
 RATE = 20
@@ -113,37 +113,77 @@ def test_a_disk_still_full_at_the_end_keeps_the_run_in_a_file(tmp_path: Path) ->
     assert json.loads(kept[0].read_text())["requests"] == doc["requests"]
 
 
+# Another process holds the database's write lock (BEGIN EXCLUSIVE) for argv[2] seconds.
+_LOCKER = (
+    "import sqlite3, sys, time\n"
+    "con = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=60)\n"
+    "con.execute('BEGIN EXCLUSIVE')\n"
+    "print('locked', flush=True)\n"
+    "time.sleep(float(sys.argv[2]))\n"
+    "con.execute('COMMIT')\n"
+)
+
+
+def _lock(db: Path, seconds: float) -> subprocess.Popen[str]:
+    held = subprocess.Popen(
+        [sys.executable, "-c", _LOCKER, str(db), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
+    assert held.stdout is not None and held.stdout.readline().strip() == "locked"
+    return held
+
+
 @pytest.mark.timeout(150)
 def test_a_database_locked_by_another_process_for_a_while_loses_nothing(tmp_path: Path) -> None:
     db, out = tmp_path / "runs.db", tmp_path / "run.json"
-    locker = (
-        "import sqlite3, sys, time\n"
-        "con = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=60)\n"
-        "con.execute('BEGIN EXCLUSIVE')\n"
-        "print('locked', flush=True)\n"
-        "time.sleep(float(sys.argv[2]))\n"
-        "con.execute('COMMIT')\n"
-    )
     with running_sample_app() as app:
-        proc = _start_run(app, db, out, tmp_path, 10)
+        proc = _start_run(app, db, out, tmp_path, 14)
         try:
             read_until_counted(proc, "ok", RATE * 2)
-            held = subprocess.Popen(
-                [sys.executable, "-c", locker, str(db), "5"], stdout=subprocess.PIPE, text=True
-            )
-            assert held.stdout is not None and held.stdout.readline().strip() == "locked"
+            # Longer than a write waits for a lock (WRITE_LOCK_WAIT_S): writes fail, are
+            # kept and retried, and land once the lock is gone, before the run ends.
+            held = _lock(db, 8)
             _, stderr = proc.communicate(timeout=120)
             assert held.wait(timeout=30) == 0
         finally:
             proc.kill()
-    # Held for less than SQLite's busy timeout (30 s) the lock delays the writes, which
-    # then land: the summary counts every window (it once counted those written before).
-    # Held for longer, a write fails and is retried as on a full disk (the tests above).
     assert proc.returncode == 0, stderr
+    assert "» the store failed (database locked by another process at" in stderr, stderr
+    assert "» the store is writable again: nothing was lost" in stderr
     doc = json.loads(out.read_text())
     assert doc["status"] == "completed", doc["error"]
-    assert doc["requests"]["total"] == _windows_requests(db, doc["run_id"]) >= RATE * 9
-    assert doc["measured_s"] >= 9
+    # The summary counts every window (it once counted only those written before).
+    assert doc["requests"]["total"] == _windows_requests(db, doc["run_id"]) >= RATE * 13
+    assert doc["measured_s"] >= 13
+
+
+@pytest.mark.timeout(150)
+def test_a_database_locked_to_the_end_keeps_the_run_in_a_file(tmp_path: Path) -> None:
+    db, out = tmp_path / "runs.db", tmp_path / "run.json"
+    with running_sample_app() as app:
+        proc = _start_run(app, db, out, tmp_path, 6)
+        held = None
+        try:
+            read_until_counted(proc, "ok", RATE * 2)
+            held = _lock(db, 120)
+            # The run ends while the lock is still held: it does not wait for it.
+            stdout, stderr = proc.communicate(timeout=90)
+            assert held.poll() is None
+        finally:
+            proc.kill()
+            if held is not None:
+                held.kill()
+                held.wait()
+    assert proc.returncode == 4, stderr
+    assert "Traceback" not in stderr and "INSERT" not in stdout + stderr
+    doc = json.loads(out.read_text())
+    assert doc["status"] == "failed"
+    assert f"database locked by another process at {db}" in doc["error"], doc["error"]
+    assert doc["requests"]["total"] >= RATE * 5
+    kept = list(tmp_path.glob("perfsleuth-run-*.json"))  # beside the database
+    assert len(kept) == 1 and str(kept[0]) in doc["error"]
+    # Its row could not be finished: with the lock gone, the run reads as abandoned.
+    shown = show_json(f"sqlite:///{db}", str(doc["run_id"]), tmp_path)
+    assert shown["status"] == "abandoned"
 
 
 @pytest.mark.timeout(120)

@@ -131,7 +131,7 @@ def prepare(
     options = settings.options()
     if not 0 < settings.alpha < 0.5:
         raise UsageError(f"--alpha: {settings.alpha} is out of range; use e.g. 0.05")
-    store = Store.open(db_url)
+    store = Store.open(db_url, for_reading=True)
     return store, compare_stored(store, load_run(store, run_spec), spec, options)
 
 

@@ -13,13 +13,18 @@ def group() -> None:
 
 
 @group.command("upgrade")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Add perfsleuth's tables to a database that holds another application's.",
+)
 @db_option
-def upgrade(db_url: str | None) -> None:
+def upgrade(force: bool, db_url: str | None) -> None:
     """Migrate the database to the newest schema."""
     from tracker.store import Store
     from tracker.store.database import current_revision
 
-    store = Store.open(db_url)
+    store = Store.open(db_url, force=force)
     click.echo(f"{store.location} is at revision {current_revision(store.engine)}")
 
 
@@ -30,7 +35,7 @@ def current(db_url: str | None) -> None:
     from tracker.store import Store
     from tracker.store.database import current_revision, head_revision
 
-    store = Store.open(db_url, upgrade=False)
+    store = Store.open(db_url, upgrade=False, for_reading=True)
     revision = current_revision(store.engine)
     head = head_revision()
     state = "up to date" if revision == head else "needs `perfsleuth db upgrade`"

@@ -75,7 +75,7 @@ def export(
         raise UsageError("--metric and --include-warmup apply to --format hdr and csv only")
     # Fail before reading the run, not after: an hour's windows take a while.
     check_parent_dir(out, "--out")
-    loaded = load_run(Store.open(db_url), run_spec)
+    loaded = load_run(Store.open(db_url, for_reading=True), run_spec)
     run = loaded.record
     if kind == "windows":
         exported = reports.render(

@@ -86,7 +86,7 @@ def runs_in_state(status: str, *, limit: int | None, as_json: bool, db_url: str 
     from tracker.reports.history_text import render_run_list, run_json
     from tracker.store import Store
 
-    store = Store.open(db_url)
+    store = Store.open(db_url, for_reading=True)
     runs = store.list_runs(limit or 20, status=status)
     if as_json:
         click.echo(json.dumps([run_json(r) for r in runs], indent=2))
@@ -106,7 +106,7 @@ def history(
     from tracker.reports.history_text import render_history, render_run_list, run_json
     from tracker.store import Store
 
-    store = Store.open(db_url)
+    store = Store.open(db_url, for_reading=True)
     if scenario is None:
         runs = store.list_runs(limit or 20)
         if as_json:

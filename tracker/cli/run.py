@@ -24,7 +24,7 @@ from tracker.cli.options import (
 )
 from tracker.cli.output import check_json_path, exit_interrupted, write_json
 from tracker.cli.terminal import run_with_view, target_log, wants_tui
-from tracker.errors import EXIT_REGRESSION, EXIT_RUN_FAILED, UsageError
+from tracker.errors import EXIT_REGRESSION, EXIT_RUN_FAILED, RunFailedError, UsageError
 from tracker.recording.run_health import DEFAULT_MAX_ERROR_RATE
 from tracker.scenario.flags import MIN_PROBE_INTERVAL_S, check_workers
 
@@ -350,7 +350,11 @@ def run(
         stack_probes,
     )
     from tracker.driver.loop import event_loop_name
-    from tracker.recording.runner import execute_run, wait_until_reachable
+    from tracker.recording.runner import (
+        execute_run,
+        store_before_load,
+        wait_until_reachable,
+    )
     from tracker.reports.run_text import render_run
     from tracker.store import Store
 
@@ -377,7 +381,14 @@ def run(
                 )
                 target = launched.target
                 extra.extend(launched.probes)
-                wait_until_reachable(scenario.base_url, target, timeout_s=60.0)
+                try:
+                    wait_until_reachable(scenario.base_url, target, timeout_s=60.0)
+                except (RunFailedError, KeyboardInterrupt) as exc:
+                    early = store_before_load(
+                        scenario, store, exc, tag=tag, group=group, target=target
+                    )
+                    click.echo(f"run {early.run_id} was interrupted before its load", err=True)
+                    exit_interrupted()
                 if not extra:
                     extra.extend(attach_gc_probes(target, interval_s=interval))
                 extra.extend(stack_probes(target, launched=True))

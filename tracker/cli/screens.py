@@ -26,7 +26,7 @@ def history_screen(
     scenario: str | None, *, limit: int | None, fail_on_change: bool, db_url: str | None
 ) -> None:
     """The history app; with `fail_on_change`, one line and exit 1 as `history` would."""
-    store = Store.open(db_url)
+    store = Store.open(db_url, for_reading=True)
     key = None if scenario is None else find_scenario(store, scenario)
     source = Source(store, limit=limit or SERIES_LIMIT)
     HistoryApp(source, scenario_key=key).run()

@@ -17,5 +17,5 @@ def command(run_spec: str, as_json: bool, db_url: str | None) -> None:
     from tracker.documents.stored_run import load_run
     from tracker.store import Store
 
-    doc = load_run(Store.open(db_url), run_spec).document()
+    doc = load_run(Store.open(db_url, for_reading=True), run_spec).document()
     click.echo(reports.render("run", "json" if as_json else "text", doc))

@@ -37,7 +37,7 @@ from tracker.records import ProfileRecord, RunRecord, SampleRecord
 from tracker.records.window import Window
 from tracker.store import Store
 from tracker.store.failures import StoreError, describe_store_error, is_store_error
-from tracker.store.writer import StoreWriter
+from tracker.store.writer import WRITE_LOCK_WAIT_S, StoreWriter
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,7 @@ class Recording:
         self.summary: dict[str, Any] | None = None
         self.sampler: Sampler | None = None
         self.writer: StoreWriter | None = None
+        self._write_store: Store | None = None
         self._on_sample: Callable[[SampleRecord], None] | None = None
         self._before_stop: list[Callable[[], None]] = []
         self._finishers: list[Callable[[dict[str, Any]], None]] = []
@@ -167,8 +168,12 @@ class Recording:
 
     def _writer(self) -> StoreWriter:
         if self.writer is None:
+            self._write_store = self.store.reopened(busy_timeout_s=WRITE_LOCK_WAIT_S)
             self.writer = StoreWriter(
-                self.store, self.run_id, on_error=self._store_failing, on_recover=self._store_back
+                self._write_store,
+                self.run_id,
+                on_error=self._store_failing,
+                on_recover=self._store_back,
             )
         return self.writer
 
@@ -232,6 +237,8 @@ class Recording:
         self.error = stop_recording(
             self.sampler, writer, self.probes, self.t0, self.error, self.view
         )
+        if self._write_store is not None:
+            self._write_store.close()
         unwritten: tuple[list[Window], list[SampleRecord], list[ProfileRecord]] = (
             writer.unwritten() if writer is not None else ([], [], [])
         )
@@ -293,13 +300,12 @@ class Recording:
         """The store failed: the run is `failed`, and its whole document goes to a file
         (next to the database, else the working directory, else the temp directory)."""
         self.status = document["status"] = "failed"
-        document["error"] = f"the run could not be stored: {failure}"
-        path = write_fallback_document(document, self.store.location)
-        where = f"its document is in {path}" if path else "no file could hold its document"
-        self.error = document["error"] = f"{document['error']}; {where}"
-        if path is not None:  # again, now that the error names the file
-            with contextlib.suppress(OSError):
-                path.write_text(json.dumps(document, indent=2, default=str) + "\n", "utf-8")
+        path = write_fallback_document(
+            document, self.store.location, f"the run could not be stored: {failure}"
+        )
+        self.error = document["error"]
+        if path is None:
+            self.error = document["error"] = f"{self.error}; no file could hold its document"
 
 
 def stop_recording(
@@ -355,23 +361,26 @@ def _t_s(sample: SampleRecord) -> float:
     return sample.t_s
 
 
-def write_fallback_document(document: dict[str, Any], location: str) -> Path | None:
-    """Write `document` where it fits: beside the database file, else the working
-    directory, else the temp directory; the path written, or None."""
+def write_fallback_document(document: dict[str, Any], location: str, error: str) -> Path | None:
+    """Write `document`, failed with `error`, where it fits: beside the database file,
+    else the working directory, else the temp directory. Its `error` names the file
+    written; the path, or None."""
     name = f"perfsleuth-run-{document.get('run_id')}-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     beside = Path(location).parent if Path(location).is_absolute() else None
-    text = json.dumps(document, indent=2, default=str) + "\n"
+    document["error"] = error
     for directory in (beside, Path.cwd(), Path(tempfile.gettempdir())):
         if directory is None:
             continue
         path = directory / name
+        document["error"] = f"{error}; its document is in {path}"
         try:
-            path.write_text(text, encoding="utf-8")
+            path.write_text(json.dumps(document, indent=2, default=str) + "\n", "utf-8")
         except OSError:
             with contextlib.suppress(OSError):
                 path.unlink()
             continue
         return path
+    document["error"] = error
     return None
 
 

@@ -111,19 +111,9 @@ def execute_run(
         RunFailedError: the target was unreachable; the run is stored as `failed`.
     """
     loop_name = event_loop_name()
-    identity = RunIdentity(
-        scenario=redact_json(scenario.name, scenario.secrets),
-        scenario_key=scenario.identity(),
-        scenario_json=scenario.to_json(),
-        environment={**fingerprint(), "event_loop": loop_name},
-        tag=tag,
-        group=group,
-        target_url=scenario.shown_url,
-        load_model=scenario.load.model,
-    )
     recording = Recording(
         store,
-        identity,
+        run_identity(scenario, tag=tag, group=group),
         target=target,
         probes=extra_probes,
         view=progress,
@@ -145,7 +135,9 @@ def execute_run(
         document["findings"] = [f.to_json() for f in findings]
         slo.extend(evaluate(scenario.thresholds, document))
         document["slo"] = [r.to_json() for r in slo]
-        store.replace_findings(recording.run_id, findings)  # last: the store may fail
+        if recording.writer is None or recording.writer.error is None:
+            # Last, as it may fail; not at all when the writer's final tries just did.
+            store.replace_findings(recording.run_id, findings)
 
     recording.on_finish(finish)
     recording.summary = {"abandoned": 0}
@@ -213,6 +205,42 @@ def execute_run(
             recording.fail(health.failure(max_error_rate))
     result = recording.result
     return RunResult(result.run_id, result.status, result.document, slo)
+
+
+def run_identity(scenario: Scenario, *, tag: str | None, group: str | None) -> RunIdentity:
+    """The run row of a run of `scenario` (its secrets redacted)."""
+    return RunIdentity(
+        scenario=redact_json(scenario.name, scenario.secrets),
+        scenario_key=scenario.identity(),
+        scenario_json=scenario.to_json(),
+        environment={**fingerprint(), "event_loop": event_loop_name()},
+        tag=tag,
+        group=group,
+        target_url=scenario.shown_url,
+        load_model=scenario.load.model,
+    )
+
+
+def store_before_load(
+    scenario: Scenario,
+    store: Store,
+    stopped_by: RunFailedError | KeyboardInterrupt,
+    *,
+    tag: str | None = None,
+    group: str | None = None,
+    target: Target | None = None,
+) -> RunResult:
+    """Store a run of `scenario` that ended before its load began, as an unreachable
+    URL's run is: `failed` (a launched server that exited, or never listened) or
+    `interrupted` (Ctrl-C, SIGTERM, SIGHUP while it started).
+
+    Raises:
+        RunFailedError: `stopped_by`, once the failed run is stored.
+    """
+    recording = Recording(store, run_identity(scenario, tag=tag, group=group), target=target)
+    with recording:
+        raise stopped_by
+    return recording.result
 
 
 def _unknown() -> int:

@@ -9,6 +9,7 @@ import os
 import sqlite3
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +39,7 @@ DEFAULT_URL = "sqlite:///perfsleuth.db"
 ENV_VAR = "PERFSLEUTH_DB"
 
 # How long a SQLite writer waits for another process's write to finish.
-_SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_BUSY_TIMEOUT_S = 30.0
 
 # `postgres://` and bare `postgresql://` would pick psycopg2 (or nothing, for `postgres`),
 # while the `postgres` extra installs psycopg 3: both spellings mean that driver here.
@@ -55,12 +56,23 @@ def resolve_url(url: str | None) -> str:
     return url or os.environ.get(ENV_VAR) or DEFAULT_URL
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+def _sqlite_pragmas(busy_timeout_s: float) -> Callable[[Any, Any], None]:
+    """The connect hook of a SQLite engine whose writers wait `busy_timeout_s` for a
+    lock."""
+
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
+        _set_pragmas(dbapi_conn, busy_timeout_s)
+
+    return on_connect
+
+
+def _set_pragmas(dbapi_conn: Any, busy_timeout_s: float) -> None:
     cursor = dbapi_conn.cursor()
     # WAL lets a reader (TUI, `show`) and a writer (a run) work at once; the busy timeout
     # lets two concurrent runs take turns instead of failing with "database is locked".
-    cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
-    _set_wal(cursor)
+    cursor.execute(f"PRAGMA busy_timeout={busy_timeout_s * 1000:.0f}")
+    if not _another_applications(cursor):
+        _set_wal(cursor)
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     # A run only appends, so a big page cache buys nothing (writing and summarising an
@@ -71,6 +83,19 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _another_applications(cursor: Any) -> bool:
+    """Whether the file holds tables and no perfsleuth schema: WAL mode stays with a
+    file, so turning it on would change another application's database before
+    `migrate` refuses it (after `db upgrade --force` the schema is there)."""
+    mode = cursor.execute("PRAGMA journal_mode").fetchone()
+    if mode is not None and str(mode[0]).lower() == "wal":
+        return False
+    names = {
+        row[0] for row in cursor.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    }
+    return bool(names) and "alembic_version" not in names
+
+
 def _set_wal(cursor: Any) -> None:
     """Switch to WAL, retrying while other processes open the same new file.
 
@@ -79,7 +104,7 @@ def _set_wal(cursor: Any) -> None:
     lock and want it (a deadlock otherwise): 2-4 failures in 60 measured when 6 processes
     opened fresh files together. Two jobs starting on a new database do just that.
     """
-    deadline = time.monotonic() + _SQLITE_BUSY_TIMEOUT_MS / 1000
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
     while True:
         try:
             cursor.execute("PRAGMA journal_mode=WAL")
@@ -90,8 +115,14 @@ def _set_wal(cursor: Any) -> None:
             time.sleep(0.01)
 
 
-def create_db_engine(url: str) -> Engine:
-    """An Engine for `url`, with clear errors for URLs that cannot work."""
+def create_db_engine(
+    url: str, *, for_reading: bool = False, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S
+) -> Engine:
+    """An Engine for `url`, with clear errors for URLs that cannot work.
+
+    `for_reading`: the command only reads, so a SQLite file this user cannot write (its
+    permissions, a read-only mount) is opened read-only instead of refused.
+    `busy_timeout_s`: how long a SQLite write waits for another process's lock."""
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -107,8 +138,13 @@ def create_db_engine(url: str) -> Engine:
                 f"--db: {url!r} is an in-memory database that keeps nothing; "
                 "give a file, e.g. sqlite:///perfsleuth.db"
             )
+        file = Path(database).expanduser()
+        if for_reading and not database.startswith("file:") and _read_only(file):
+            engine = create_engine(parsed, creator=lambda: _read_only_connection(file))
+            event.listen(engine, "connect", _sqlite_read_pragmas)
+            return engine
         if not database.startswith("file:"):
-            _check_sqlite_path(Path(database).expanduser())
+            _check_sqlite_path(file)
     connect_args: dict[str, Any] = {}
     if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
         connect_args["connect_timeout"] = _PG_CONNECT_TIMEOUT_S
@@ -122,8 +158,49 @@ def create_db_engine(url: str) -> Engine:
             f"for PostgreSQL run `pip install 'perfsleuth[postgres]'` and use {_PG_DRIVER}://"
         ) from None
     if parsed.get_backend_name() == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_s))
     return engine
+
+
+def _read_only(file: Path) -> bool:
+    """Whether `file` is a SQLite file this user may read but not write."""
+    try:
+        return file.is_file() and os.access(file, os.R_OK) and not os.access(file, os.W_OK)
+    except OSError:
+        return False
+
+
+def _read_only_connection(file: Path) -> sqlite3.Connection:
+    """A read-only connection to `file`.
+
+    A WAL database read in a directory that cannot be written has no WAL index (-shm) and
+    cannot make one; with no -wal file either (the last writer closed cleanly) nothing is
+    pending outside the main file, so SQLite may take it as immutable."""
+    uri = f"{file.resolve().as_uri()}?mode=ro"
+    if not os.access(file.parent, os.W_OK) and not Path(f"{file}-wal").exists():
+        uri += "&immutable=1"
+    return sqlite3.connect(uri, uri=True, check_same_thread=False)
+
+
+def _sqlite_read_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000:.0f}")
+    cursor.execute("PRAGMA cache_size=-256")
+    cursor.close()
+
+
+def is_read_only(engine: Engine) -> bool:
+    """Whether `engine` was opened read-only (`create_db_engine(..., for_reading=True)`)."""
+    return event.contains(engine, "connect", _sqlite_read_pragmas)
+
+
+def location(engine: Engine) -> str:
+    """Where the data lives, for people: a SQLite file's absolute path, or the URL
+    without its password."""
+    url = engine.url
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        return str(Path(url.database).expanduser().resolve())
+    return safe_url(url)
 
 
 def _check_sqlite_path(file: Path) -> None:
@@ -139,8 +216,13 @@ def _check_sqlite_path(file: Path) -> None:
         raise UsageError(
             f"--db: permission denied looking into {directory}; choose a path you can write"
         ) from None
-    if exists and not os.access(file, os.R_OK | os.W_OK):
-        raise UsageError(f"--db: {file} is not readable and writable by this user")
+    if exists and not os.access(file, os.R_OK):
+        raise UsageError(f"--db: {file} is not readable by this user")
+    if exists and not os.access(file, os.W_OK):
+        raise UsageError(
+            f"--db: {file} is read-only (its permissions, or a read-only mount) and this "
+            "command writes to it; show, history, compare and export can read it as it is"
+        )
     if not exists and not os.access(directory, os.W_OK | os.X_OK):
         raise UsageError(f"--db: cannot create {file}: {directory} is not writable by this user")
 
@@ -231,8 +313,41 @@ def _take_migration_lock(conn: Connection) -> None:
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})")
 
 
-def migrate(engine: Engine) -> None:
-    """Upgrade the schema to head; a database already at head is left untouched."""
+def _check_ours(engine: Engine, current: str | None, known: set[str], force: bool) -> None:
+    """Refuse another application's database: perfsleuth's tables (and its migrations)
+    would go in beside that application's, unasked."""
+    from tracker.store.models import Base, RunModel
+
+    if current is not None and current in known:
+        return
+    with _connect(engine) as conn:
+        tables = set(inspect(conn).get_table_names())
+    if current is not None and RunModel.__tablename__ in tables:
+        return  # a newer perfsleuth's database (`_check_known` says so)
+    foreign = sorted(tables - {*Base.metadata.tables, "alembic_version"})
+    if not foreign:
+        return
+    where = location(engine)
+    if current is not None:
+        raise UsageError(
+            f"--db: {where} belongs to another application (Alembic revision {current} is "
+            "not perfsleuth's); give perfsleuth a database of its own"
+        )
+    if force:
+        return
+    shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+    raise UsageError(
+        f"--db: {where} holds another application's tables ({shown}) and no perfsleuth "
+        "schema; give perfsleuth a database of its own, or add its tables there with "
+        "`perfsleuth db upgrade --force`"
+    )
+
+
+def migrate(engine: Engine, *, force: bool = False) -> None:
+    """Upgrade the schema to head; a database already at head is left untouched.
+
+    A database with other tables and no perfsleuth schema is refused unless `force`; one
+    opened read-only must already be at head."""
     current = current_revision(engine)
     if current == HEAD_REVISION:
         return
@@ -242,7 +357,14 @@ def migrate(engine: Engine) -> None:
     head = script.get_current_head()
     if current == head:
         return
+    _check_ours(engine, current, {rev.revision for rev in script.walk_revisions()}, force)
     _check_known(current, script)
+    if is_read_only(engine):
+        state = "holds no perfsleuth runs" if current is None else f"is at revision {current}"
+        raise UsageError(
+            f"--db: {location(engine)} is read-only and {state} (this perfsleuth reads "
+            f"revision {head}); copy it where it can be written and run `perfsleuth db upgrade`"
+        )
     config = _alembic_config()
     try:
         with _connect(engine) as conn, conn.begin():

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from tracker.errors import UsageError
 from tracker.records.stored import FindingRecord, ProfileRecord, RunRecord, SampleRecord
 from tracker.records.window import LATENCY, Histogram, Window
-from tracker.store.database import create_db_engine, migrate, resolve_url
+from tracker.store.database import create_db_engine, location, migrate, resolve_url
 from tracker.store.failures import StoreError
 from tracker.store.liveness import ABANDONED, live_status
 from tracker.store.models import (
@@ -41,22 +41,34 @@ class Store:
         self._file_identity = self._sqlite_file_identity()
 
     @classmethod
-    def open(cls, url: str | None = None, *, upgrade: bool = True) -> Store:
-        """Open `url` (see `resolve_url`) and, unless told not to, migrate it to head."""
+    def open(
+        cls,
+        url: str | None = None,
+        *,
+        upgrade: bool = True,
+        for_reading: bool = False,
+        force: bool = False,
+    ) -> Store:
+        """Open `url` (see `resolve_url`) and, unless told not to, migrate it to head.
+
+        `for_reading`: the command only reads; a SQLite file it cannot write is opened
+        read-only. `force`: add perfsleuth's schema to a database holding other tables."""
         resolved = resolve_url(url)
-        engine = create_db_engine(resolved)
+        engine = create_db_engine(resolved, for_reading=for_reading)
         if upgrade:
-            migrate(engine)
+            migrate(engine, force=force)
         return cls(engine, resolved)
+
+    def reopened(self, *, busy_timeout_s: float) -> Store:
+        """The same database through connections of its own, whose SQLite writes give up
+        on another process's lock after `busy_timeout_s` (`close` them when done)."""
+        return Store(create_db_engine(self.url, busy_timeout_s=busy_timeout_s), self.url)
 
     @property
     def location(self) -> str:
         """Where the data lives, for people: a SQLite file's absolute path, or the URL
         without its password."""
-        url = self._engine.url
-        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
-            return str(Path(url.database).expanduser().resolve())
-        return url.render_as_string(hide_password=True)
+        return location(self._engine)
 
     @property
     def engine(self) -> Engine:

@@ -34,6 +34,10 @@ MAX_PENDING_WINDOWS = 3600
 RETRY_MAX_S = 5.0
 #: At the end, how long a failing store gets to come back (a lock held for a moment).
 FINAL_RETRY_S = 10.0
+#: How long one write waits for another process's SQLite lock. The writer retries on its
+#: own, so waiting longer (the default 30 s) would only hold back the note that the store
+#: is failing, and the run's end when it still fails then.
+WRITE_LOCK_WAIT_S = 5.0
 
 
 class StoreWriter:
