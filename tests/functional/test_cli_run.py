@@ -391,3 +391,30 @@ def test_a_killed_run_is_abandoned_usable_as_a_baseline_and_prunable(server, db,
     gone = perfsleuth("show", str(killed["run_id"]), "--db", db, cwd=tmp_path)
     assert gone.returncode == 2 and f"no run {killed['run_id']}" in gone.stderr
     assert show_json(db, "latest", tmp_path)["status"] == "completed"  # the other one stays
+
+
+def test_a_space_in_the_url_is_sent_percent_encoded(db, tmp_path):
+    # Python's http.server serves the file "a b.txt" only if the request line carries
+    # /a%20b.txt: a raw space would split the request line and get a 400.
+    import subprocess
+    import sys
+
+    (tmp_path / "a b.txt").write_text("hello\n")
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        _wait_until_listening(port)
+        done = perfsleuth(
+            "run", "--url", f"http://127.0.0.1:{port}/a b.txt?q=x y", "--rate", "5",
+            "--duration", "1s", "--json", "-", "--db", db, cwd=tmp_path,
+        )  # fmt: skip
+    finally:
+        server.terminate()
+        _, log = server.communicate(timeout=10)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["requests"]["ok"] == doc["requests"]["total"] >= 4
+    assert '"GET /a%20b.txt?q=x%20y HTTP/1.1" 200' in log

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli_helpers import read_until_counted, show_json, start_perfsleuth
+from cli_helpers import perfsleuth, read_until_counted, show_json, start_perfsleuth
 from support.sample_app import running_sample_app
 
 RATE = 20
@@ -206,3 +206,30 @@ def test_the_database_file_deleted_mid_run_is_not_a_completed_run(tmp_path: Path
     assert doc["requests"]["total"] >= RATE * 4  # built from the run's own copy
     kept = list(db.parent.glob("perfsleuth-run-*.json"))
     assert len(kept) == 1 and str(kept[0]) in doc["error"]
+
+
+@pytest.mark.timeout(120)
+def test_a_database_locked_before_the_run_is_one_line_after_the_busy_wait(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "runs.db"
+    assert perfsleuth("db", "upgrade", "--db", f"sqlite:///{db}", cwd=tmp_path).returncode == 0
+    held = _lock(db, 90)
+    try:
+        with running_sample_app() as app:
+            # Longer than SQLite's busy wait (30 s) at the start: the run cannot begin.
+            done = perfsleuth(
+                "run", "--url", f"{app}/ok", "--rate", str(RATE), "--duration", "2s",
+                "--db", f"sqlite:///{db}", cwd=tmp_path, timeout=90,
+            )  # fmt: skip
+        assert held.poll() is None  # still held: the run gave up, it did not get through
+    finally:
+        held.kill()
+        held.wait()
+    assert done.returncode == 4, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert lines == [
+        f"perfsleuth: error: cannot start the run: database locked by another process at "
+        f"{db} (database is locked)"
+    ], done.stderr
+    assert "INSERT" not in done.stdout + done.stderr
