@@ -147,3 +147,32 @@ def test_weighted_requests_are_reported_by_name(app, tmp_path):
     assert 2.2 < by_name["a"]["total"] / by_name["b"]["total"] < 4.0
     assert by_name["a"]["latency_ms"]["p50"] > 0
     assert "  a (" in out
+
+
+def test_open_model_overload_holds_no_more_sockets_than_the_file_limit(app, tmp_path):
+    # 100 requests/s at a 1 s endpoint want ~100 sockets at once; with `ulimit -n 300` the
+    # driver may hold 300 - RESERVED_FDS = 44. Beyond that requests wait for a connection
+    # (the wait counts in corrected latency), instead of failing as "connect" errors
+    # against the server and leaving the probes without files to read /proc.
+    import json
+    import resource
+    import subprocess
+    import sys
+
+    def limit_open_files() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (300, 300))
+
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "tracker", "run", "--url", f"{app}/slow?ms=1000",
+            "--rate", "100", "--duration", "2s", "--json", "-", "--no-tui",
+            "--db", f"sqlite:///{tmp_path / 'r.db'}",
+        ],
+        cwd=tmp_path, capture_output=True, text=True, timeout=90, preexec_fn=limit_open_files,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["requests"]["ok"] == doc["requests"]["total"] == 200, doc["requests"]
+    assert "Too many open files" not in done.stderr
+    # Waiting for one of 44 connections, the last requests are answered seconds late.
+    assert doc["latency_ms"]["max"] > 2500, doc["latency_ms"]

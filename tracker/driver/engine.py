@@ -45,13 +45,15 @@ from tracker.records.window import (
     per_request,
 )
 from tracker.scenario import Scenario
+from tracker.scenario.flags import connection_limit
 from tracker.transport import Client, Origin, Pool
 
 WindowCallback = Callable[[Window], None]
 
 # Connections per driver process: beyond this, requests wait for a free connection (the
-# wait counts in corrected latency). Kept well under the usual 1,024 open-file limit's
-# multiples; each worker process has its own.
+# wait counts in corrected latency); each worker process has its own. Fewer where the
+# open-file limit allows fewer (`connection_limit`): a socket the process cannot open
+# would be counted as the server refusing a connection, and starve the probes of files.
 MAX_CONNECTIONS = 1024
 # How often the event loop's lag is probed (a timer of this length, measured).
 _LOOP_PROBE_S = 0.05
@@ -105,7 +107,8 @@ class Driver:
         self.t0 = t0 if t0 is not None else time.monotonic()
         self.end = self.t0 + load.duration_s
         timeout = max(r.timeout_s for r in self._scenario.requests)
-        async with Client(max_connections=MAX_CONNECTIONS) as client:
+        connections = min(MAX_CONNECTIONS, connection_limit())
+        async with Client(max_connections=connections) as client:
             self._pool = client.pool(Origin.of(self._scenario.base_url))
             ticker = asyncio.create_task(self._tick())
             watcher = asyncio.create_task(self._watch_loop())
