@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from tracker.cli import terminal
 from tracker.cli.options import db_option
 from tracker.errors import EXIT_REGRESSION, UsageError
+
+if TYPE_CHECKING:
+    from tracker.records import RunRecord
+    from tracker.store import Store
 
 
 @click.group("history", invoke_without_command=True)
@@ -83,11 +88,15 @@ def ack_command(run_spec: str, metric: str | None, note: str | None, db_url: str
 
 def runs_in_state(status: str, *, limit: int | None, as_json: bool, db_url: str | None) -> None:
     """`history --status STATE`: the runs in that state, newest first (plain text)."""
-    from tracker.reports.history_text import render_run_list, run_json
     from tracker.store import Store
 
     store = Store.open(db_url, for_reading=True)
-    runs = store.list_runs(limit or 20, status=status)
+    _print_runs(store, store.list_runs(limit or 20, status=status), as_json)
+
+
+def _print_runs(store: Store, runs: list[RunRecord], as_json: bool) -> None:
+    from tracker.reports.history_text import render_run_list, run_json
+
     if as_json:
         click.echo(json.dumps([run_json(r) for r in runs], indent=2))
     else:
@@ -103,16 +112,12 @@ def history(
     db_url: str | None,
 ) -> None:
     from tracker.regressions.history import SERIES_LIMIT, find_scenario, scenario_history
-    from tracker.reports.history_text import render_history, render_run_list, run_json
+    from tracker.reports.history_text import render_history
     from tracker.store import Store
 
     store = Store.open(db_url, for_reading=True)
     if scenario is None:
-        runs = store.list_runs(limit or 20)
-        if as_json:
-            click.echo(json.dumps([run_json(r) for r in runs], indent=2))
-        else:
-            click.echo(render_run_list(runs, store.location))
+        _print_runs(store, store.list_runs(limit or 20), as_json)
         return
     result = scenario_history(store, find_scenario(store, scenario), limit=limit or SERIES_LIMIT)
     click.echo(json.dumps(result.to_json(), indent=2) if as_json else render_history(result))
