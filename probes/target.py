@@ -195,6 +195,14 @@ class Target:
         return self._root.pid
 
     @property
+    def label(self) -> str:
+        """`name[pid]` of the root process, or `pid N` once it is gone."""
+        try:
+            return f"{self._root.name()}[{self.pid}]"
+        except psutil.Error:
+            return f"pid {self.pid}"
+
+    @property
     def owned(self) -> bool:
         """True when perfsleuth launched the process and may terminate it."""
         return self._popen is not None

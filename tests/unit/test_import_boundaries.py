@@ -103,6 +103,11 @@ LAYER_RULES = [
     ("tracker.regressions", ["tracker.cli", "tracker.tui", "tracker.recording"], ""),
     ("tracker.documents", ["tracker.cli", "tracker.tui", "tracker.recording"], ""),
     ("tracker.transport", ["tracker.driver", "tracker.scenario", "tracker.store"], ""),
+    (
+        "tracker.agent",
+        ["tracker.store", "tracker.recording", "tracker.tui", "tracker.analysis"],
+        "the agent probes and serves; it never needs the database",
+    ),
 ]
 
 
@@ -163,6 +168,9 @@ def test_the_cli_help_loads_no_store_screen_or_event_loop():
         # Analysis is computation over plain records: no database, screen or CLI.
         ("tracker.analysis.compare", {"sqlalchemy", "textual", "click", "httpx"}),
         ("tracker.analysis.changepoints", {"sqlalchemy", "textual", "click", "httpx"}),
+        # The agent runs on a server's host: probes and a web server, no database.
+        ("tracker.agent.server", {"sqlalchemy", "alembic", "textual", "hdrh"}),
+        ("tracker.agent.observe", {"sqlalchemy", "alembic", "textual", "hdrh"}),
     ],
 )
 def test_importing_the_package_stays_cheap(module, forbidden):

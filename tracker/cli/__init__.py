@@ -15,7 +15,7 @@ import time
 
 import click
 
-from tracker.cli import attach, compare, db, demo, export, history, run, show
+from tracker.cli import agent, attach, compare, db, demo, export, history, run, show
 from tracker.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -36,6 +36,7 @@ def cli() -> None:
 for _command in (
     run.command,
     attach.command,
+    agent.command,
     demo.command,
     export.command,
     compare.command,

@@ -76,7 +76,7 @@ def attach(
 ) -> None:
     """Probes only; exit codes as for `run`."""
     from probes import ProbeError, Target
-    from probes.runtimes import attach_gc_probes, close_probes, stack_probes
+    from probes.runtimes import attached_probes, close_probes
     from tracker.recording.attach import execute_attach
     from tracker.recording.recording import RunResult
     from tracker.reports.run_text import render_run
@@ -95,8 +95,7 @@ def attach(
     check_json_path(json_path)
     try:
         target = Target.from_pid(pid) if pid is not None else Target.from_name(name or "")
-        extra = attach_gc_probes(target, gc_log=gc_log, interval_s=probe_interval)
-        extra.extend(stack_probes(target, launched=False))
+        extra = attached_probes(target, gc_log=gc_log, interval_s=probe_interval)
     except ProbeError as exc:
         raise UsageError(str(exc)) from None
     try:
@@ -109,12 +108,11 @@ def attach(
             )  # fmt: skip
 
         if wants_tui(no_tui or json_path == "-", refresh_s):
-            from tracker.recording.attach import target_name
             from tracker.tui.screen_link import run_live
             from tracker.tui.state import LiveState
 
             state = LiveState(
-                f"attach {target_name(target)}", f"pid {target.pid}", duration or 0.0,
+                f"attach {target.label}", f"pid {target.pid}", duration or 0.0,
                 "probes only, no load",
             )  # fmt: skip
             result = run_live(

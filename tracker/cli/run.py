@@ -344,10 +344,10 @@ def run(
     """`perfsleuth run`: build the scenario, run it, report, exit per the contract."""
     from probes import Probe, ProbeError, Target
     from probes.runtimes import (
-        attach_gc_probes,
+        attached_probes,
         close_probes,
         launch_with_gc_probes,
-        stack_probes,
+        launched_probes,
     )
     from tracker.driver.loop import event_loop_name
     from tracker.recording.runner import (
@@ -380,7 +380,7 @@ def run(
                     output=log,
                 )
                 target = launched.target
-                extra.extend(launched.probes)
+                extra.extend(launched.probes)  # closed on every way out
                 try:
                     wait_until_reachable(scenario.base_url, target, timeout_s=60.0)
                 except (RunFailedError, KeyboardInterrupt) as exc:
@@ -389,15 +389,12 @@ def run(
                     )
                     click.echo(f"run {early.run_id} was interrupted before its load", err=True)
                     exit_interrupted()
-                if not extra:
-                    extra.extend(attach_gc_probes(target, interval_s=interval))
-                extra.extend(stack_probes(target, launched=True))
+                extra[:] = launched_probes(launched, interval_s=interval)
             elif spec is not None:
                 target = (
                     Target.from_pid(spec.pid) if spec.pid else Target.from_name(spec.name or "")
                 )
-                extra.extend(attach_gc_probes(target, gc_log=gc_log, interval_s=interval))
-                extra.extend(stack_probes(target, launched=False))
+                extra.extend(attached_probes(target, gc_log=gc_log, interval_s=interval))
             elif gc_log is not None:
                 raise UsageError("--gc-log needs a target: add --attach, --attach-name or --launch")
         except ProbeError as exc:

@@ -78,7 +78,7 @@ def execute_attach(
     """
     import click
 
-    described = target_name(target)
+    described = target.label
     identity = RunIdentity(
         scenario=f"attach {described}",
         scenario_key=f"attach:{described}",
@@ -121,11 +121,3 @@ def execute_attach(
         # Stopped from the live screen: early when a duration was asked for.
         recording.settle("interrupted" if stopped and duration_s is not None else "completed")
     return recording.result
-
-
-def target_name(target: Target) -> str:
-    """`name[pid]` of the target's root process, or `pid N` if it is already gone."""
-    try:
-        return f"{target.processes()[0].name()}[{target.pid}]"
-    except Exception:  # noqa: BLE001 - gone or hidden: the pid still identifies it
-        return f"pid {target.pid}"
