@@ -210,21 +210,25 @@ def close_probes(probes: Sequence[Probe]) -> None:
 
 
 def attached_probes(
-    target: Target, *, gc_log: str | None = None, interval_s: float = 0.25
+    target: Target, *, gc_log: str | None = None, interval_s: float = 0.25, stacks: bool = True
 ) -> list[Probe]:
     """The probes fitted to a running target: its GC (a JVM's log or jstat) and, for a
-    Python one, py-spy's stacks and GC estimate."""
+    Python one (unless not `stacks`), py-spy's stacks and GC estimate."""
     return [
         *attach_gc_probes(target, gc_log=gc_log, interval_s=interval_s),
-        *stack_probes(target, launched=False),
+        *(stack_probes(target, launched=False) if stacks else []),
     ]
 
 
-def launched_probes(launch: Launch, *, interval_s: float = 0.25) -> list[Probe]:
+def launched_probes(
+    launch: Launch, *, interval_s: float = 0.25, stacks: bool = True
+) -> list[Probe]:
     """The probes fitted to a launched target, once it runs: those `launch_with_gc_probes`
-    fitted (else a JVM's jstat), and py-spy's stacks for a Python one."""
+    fitted (else a JVM's jstat), and (unless not `stacks`) py-spy's stacks for a Python
+    one."""
     probes = list(launch.probes)
     if not probes:
         probes.extend(attach_gc_probes(launch.target, interval_s=interval_s))
-    probes.extend(stack_probes(launch.target, launched=True))
+    if stacks:
+        probes.extend(stack_probes(launch.target, launched=True))
     return probes

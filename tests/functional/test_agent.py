@@ -7,71 +7,15 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import re
-import signal
 import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-from support.llm_server import free_port
-
-TOKEN = "0123456789abcdef-test-token"
-
-
-@dataclass
-class Agent:
-    proc: subprocess.Popen[str]
-    url: str
-
-    def stop(self) -> tuple[int, str]:
-        """SIGTERM it; its exit status and stderr."""
-        self.proc.send_signal(signal.SIGTERM)
-        _, stderr = self.proc.communicate(timeout=20)
-        return self.proc.returncode, stderr
-
-
-@contextmanager
-def running_agent(*args: str, token: str | None = TOKEN, cwd: Path) -> Iterator[Agent]:
-    env = {k: v for k, v in os.environ.items() if k != "PERFSLEUTH_AGENT_TOKEN"}
-    if token is not None:
-        env["PERFSLEUTH_AGENT_TOKEN"] = token
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tracker", "agent", "--listen", "127.0.0.1:0", *args],
-        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        assert proc.stderr is not None
-        line = proc.stderr.readline()
-        found = re.search(r"drivers connect to (\S+)", line)
-        assert found, line + (proc.stderr.read() if proc.poll() is not None else "")
-        yield Agent(proc, found.group(1))
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=10)
-
-
-@contextmanager
-def http_server(cwd: Path, marker: str) -> Iterator[subprocess.Popen[bytes]]:
-    """Python's own http.server, its command line carrying `marker` (for --name)."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "-d", marker],
-        cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    (cwd / marker).mkdir(exist_ok=True)
-    try:
-        yield proc
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
+from support.agent import TOKEN, http_server, running_agent
 
 
 def _headers(token: str | None = TOKEN) -> dict[str, str]:

@@ -89,9 +89,9 @@ def test_target_death_is_survived_and_fails_the_run(spawn: Spawn, tmp_path):
 
 def test_bad_attach_input_is_one_line_and_exit_2(tmp_path):
     for args, needle in (
-        ([], "give a PID or --name"),
+        ([], "give a PID, --name NAME or --agent URL"),
         (["999999999"], "999999999"),
-        (["1", "--name", "x"], "give a PID or --name"),
+        (["1", "--name", "x"], "give a PID, --name NAME or --agent URL"),
         (["1", "--duration", "0s"], "--duration"),
         (["1", "--probe-interval", "1ms"], "--probe-interval"),
     ):

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+from support.agent import TOKEN, running_agent
 from support.filesystems import on_tmpfs
 from support.hogs import cpu_hogs, fsync_writer
 from support.llm_server import REPO_ROOT, running_llm_server
@@ -68,17 +69,19 @@ def _run(
     fault: Fault,
     duration_s: int = DURATION_S,
     fault_at_s: int = HALF_S,
+    observe: list[str] | None = None,
 ) -> dict[str, Any]:
-    """`perfsleuth run ... --attach PID`; `fault` is entered when the progress line of
-    `fault_at_s` arrives (windows close on time) and left at the load's end. The target,
-    perfsleuth and the fault's own processes run at nice -19 (`_favour`)."""
+    """`perfsleuth run ... --attach PID` (or the `observe` flags instead); `fault` is
+    entered when the progress line of `fault_at_s` arrives (windows close on time) and
+    left at the load's end. The target, perfsleuth and the fault's own processes run at
+    nice -19 (`_favour`)."""
     _favour(pid)
     out = tmp_path / "run.json"
-    cmd = [sys.executable, "-m", "tracker", "run", *load, "--attach", str(pid),
+    cmd = [sys.executable, "-m", "tracker", "run", *load, *(observe or ["--attach", str(pid)]),
            "--json", str(out), "--db", f"sqlite:///{tmp_path / 'attr.db'}", "--no-tui"]  # fmt: skip
     proc = subprocess.Popen(
         cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        preexec_fn=_nice_child,
+        preexec_fn=_nice_child, env={**os.environ, "PERFSLEUTH_AGENT_TOKEN": TOKEN},
     )  # fmt: skip
     lines: list[str] = []
     try:
@@ -129,6 +132,24 @@ def _disk_dir() -> Iterator[str]:
     base = None if not on_tmpfs(tempfile.gettempdir()) else str(REPO_ROOT)
     with tempfile.TemporaryDirectory(prefix="perfsleuth-io-", dir=base) as where:
         yield where
+
+
+@pytest.mark.timeout(150)
+def test_an_agents_samples_name_the_cause_as_local_ones_do(tmp_path):
+    # The server watched from "another host": an agent in its own process, its clock
+    # 1000 s off; the driver's host has no target. The same hogs, the same cause.
+    hogs = (os.cpu_count() or 1) + 1
+    with running_llm_server() as server, running_agent(
+        str(server.pid), cwd=tmp_path, preexec_fn=_nice_child,
+        env={"PERFSLEUTH_AGENT_TEST_CLOCK_SKEW_S": "1000"},
+    ) as agent:  # fmt: skip
+        doc = _run(
+            tmp_path, server.pid, _flags(server.url), lambda: cpu_hogs(hogs, max_s=30),
+            observe=["--agent", agent.url],
+        )  # fmt: skip
+    assert doc["probes_hosts"][0]["agent"] == agent.url
+    finding = _named(doc)
+    assert finding["cause"] == "contention", _text(doc)
 
 
 @pytest.mark.timeout(150)

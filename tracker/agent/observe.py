@@ -70,8 +70,10 @@ class Observer:
         interval_s: float,
         gc_log: str | None = None,
         clock: AgentClock | None = None,
+        stacks: bool = True,
     ) -> None:
         self._choice = choice
+        self._stacks = stacks
         self._publish = publish
         self._interval = interval_s
         self._gc_log = gc_log
@@ -103,13 +105,19 @@ class Observer:
             launch = launch_with_gc_probes(
                 list(choice.launch), gc_log=self._gc_log, interval_s=self._interval
             )
-            self._begin(launch.target, launched_probes(launch, interval_s=self._interval))
+            self._begin(
+                launch.target,
+                launched_probes(launch, interval_s=self._interval, stacks=self._stacks),
+            )
         elif choice.pid is not None or choice.name is not None:
             target = (
                 Target.from_pid(choice.pid) if choice.pid else Target.from_name(choice.name or "")
             )
             self._begin(
-                target, attached_probes(target, gc_log=self._gc_log, interval_s=self._interval)
+                target,
+                attached_probes(
+                    target, gc_log=self._gc_log, interval_s=self._interval, stacks=self._stacks
+                ),
             )
         else:
             self._begin(None, [])
@@ -174,7 +182,10 @@ class Observer:
                 )
 
     def _publish_status(self, alive: bool, unavailable: dict[str, str]) -> None:
-        status = Status(self.target_described, alive, unavailable)
+        with self._lock:
+            target = self._target
+        reason = None if alive or target is None else target.death_reason
+        status = Status(self.target_described, alive, unavailable, reason)
         if status != self._status:
             self._status = status
             self._publish(status)
@@ -201,5 +212,7 @@ class Observer:
                 return
             probes: list[Probe] = []
             with contextlib.suppress(Exception):
-                probes = attached_probes(found, gc_log=self._gc_log, interval_s=self._interval)
+                probes = attached_probes(
+                    found, gc_log=self._gc_log, interval_s=self._interval, stacks=self._stacks
+                )
             self._begin(found, probes, note=f"target {name!r} is back: following pid {found.pid}")

@@ -7,8 +7,8 @@ monotonic): the driver maps them onto its run's axis with the offset it estimate
 
 Lines of the stream, by `type`:
 
-- `status`: first, and whenever it changes: the target, whether it is alive, and the
-  probes that cannot run there (`unavailable`, probe -> reason).
+- `status`: first, and whenever it changes: the target, whether it is alive (and if not,
+  `death_reason`), and the probes that cannot run there (`unavailable`, probe -> reason).
 - `sample`: one tick of the probes: `seq` (counts from 1 for the agent's life), the
   interval it measured (`start`, `end`; `start` is null for the first, whose values are
   gauges only), `metrics`, `target_alive`, `note`.
@@ -67,6 +67,7 @@ class Status:
     target: str | None
     target_alive: bool
     unavailable: dict[str, str] = field(default_factory=dict)
+    death_reason: str | None = None  # why the target is gone, e.g. "exited with code 3"
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,7 @@ def decode(line: bytes) -> Message | None:
             target=None if data.get("target") is None else str(data["target"]),
             target_alive=bool(data.get("target_alive")),
             unavailable={str(k): str(v) for k, v in (data.get("unavailable") or {}).items()},
+            death_reason=None if data.get("death_reason") is None else str(data["death_reason"]),
         )
     return None
 

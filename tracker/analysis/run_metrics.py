@@ -296,6 +296,8 @@ def probe_estimates(doc: dict[str, Any], samples: Iterable[SampleRecord]) -> dic
     """
     sums: dict[str, dict[int, list[float]]] = {}
     for s in samples:
+        if s.source is not None:
+            continue  # another host's: the document's `probes` are the server's
         block = math.floor(s.t_s / BASE_BLOCK_WINDOWS)
         for name, value in s.metrics.items():
             acc = sums.setdefault(name, {}).setdefault(block, [0.0, 0.0])

@@ -100,6 +100,11 @@ def read_token(token_env: str | None) -> str | None:
     "--probe-interval", type=DURATION, default="250ms", show_default=True, help="Sampling interval."
 )
 @gc_log_option
+@click.option(
+    "--no-stacks",
+    is_flag=True,
+    help="Do not sample a Python target's stacks with py-spy (nor estimate its GC).",
+)
 @click.option("--tls-cert", default=None, metavar="FILE", help="Serve HTTPS with this certificate.")
 @click.option("--tls-key", default=None, metavar="FILE", help="The certificate's private key.")
 def command(
@@ -110,6 +115,7 @@ def command(
     token_env: str | None,
     probe_interval: float,
     gc_log: str | None,
+    no_stacks: bool,
     tls_cert: str | None,
     tls_key: str | None,
 ) -> None:
@@ -163,6 +169,7 @@ def command(
         interval_s=probe_interval,
         gc_log=gc_log,
         tls=(tls_cert, tls_key) if tls_cert and tls_key else None,
+        stacks=not no_stacks,
     )
 
 
@@ -189,6 +196,7 @@ def serve(
     interval_s: float,
     gc_log: str | None,
     tls: tuple[str, str] | None,
+    stacks: bool = True,
 ) -> None:
     """Run the agent until SIGINT / SIGTERM / SIGHUP; exit 0 then."""
     import uvicorn
@@ -202,7 +210,9 @@ def serve(
     sock = _bind(where)
     hub = Hub()
     clock = AgentClock.from_env()
-    observer = Observer(choice, hub.publish, interval_s=interval_s, gc_log=gc_log, clock=clock)
+    observer = Observer(
+        choice, hub.publish, interval_s=interval_s, gc_log=gc_log, clock=clock, stacks=stacks
+    )
     try:
         observer.start()
     except ProbeError as exc:

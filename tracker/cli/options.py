@@ -3,13 +3,18 @@ help read the same everywhere (asv's `common_args.py` plays this part)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
 
 from tracker.errors import UsageError
 from tracker.units import parse_duration
+
+if TYPE_CHECKING:
+    from tracker.recording.agent_feed import AgentLink
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -118,3 +123,48 @@ def comparison_options(func: F) -> F:
     ):
         func = option(func)
     return func
+
+
+def agent_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """`--agent URL` (repeatable) and `--agent-token-env VAR`."""
+    function = click.option(
+        "--agent-token-env",
+        default=None,
+        metavar="VAR",
+        help="Environment variable holding the agents' token [PERFSLEUTH_AGENT_TOKEN].",
+    )(function)
+    return click.option(
+        "--agent",
+        "agents",
+        multiple=True,
+        metavar="URL",
+        help="A `perfsleuth agent` on the server's host (repeat for more hosts; the first "
+        "watches the server).",
+    )(function)
+
+
+def connect_agents(urls: tuple[str, ...], token_env: str | None) -> list[AgentLink]:
+    """Reach each `--agent` before the run (one line, exit 2, when one cannot be)."""
+    if not urls:
+        if token_env is not None:
+            raise UsageError("--agent-token-env needs --agent URL")
+        return []
+    from tracker.recording.agent_feed import connect
+    from tracker.scenario.flags import validate_url
+    from tracker.scenario.secrets import without_userinfo
+
+    name = token_env or "PERFSLEUTH_AGENT_TOKEN"
+    token = os.environ.get(name) or None
+    if token_env is not None and token is None:
+        raise UsageError(f"--agent-token-env: ${name} is not set; export the agent's token in it")
+    links = []
+    for url in urls:
+        checked = validate_url(url, what="--agent")
+        if urlsplit(checked).username is not None:
+            shown = without_userinfo(checked)[0]
+            raise UsageError(f"--agent: {shown}: give the token in ${name}, not in the URL")
+        links.append(connect(checked, token, name))
+    sources = [link.source for link in links]
+    if len(set(sources)) < len(sources):
+        raise UsageError("--agent: the same agent is given twice")
+    return links

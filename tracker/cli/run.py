@@ -13,7 +13,9 @@ import click
 from tracker.cli.compare import CompareSettings, compare_after_run, exit_code, parse_thresholds
 from tracker.cli.options import (
     DURATION,
+    agent_options,
     comparison_options,
+    connect_agents,
     db_option,
     gc_log_option,
     group_option,
@@ -118,6 +120,7 @@ _SCENARIO_SETS = ("url", "rate", "users", "warmup", "arrival", "seed", "max_infl
 @click.option(
     "--probe-interval", type=DURATION, default=None, help="Probe sampling interval [250ms]."
 )
+@agent_options
 @click.option(
     "--baseline",
     default=None,
@@ -165,6 +168,8 @@ def command(
     attach_name: str | None,
     launch: str | None,
     probe_interval: float | None,
+    agents: tuple[str, ...],
+    agent_token_env: str | None,
     max_error_rate: float,
     baseline: str | None,
     group: str | None,
@@ -212,6 +217,8 @@ def command(
         tag=tag,
         group=group,
         db_url=db_url,
+        agents=agents,
+        agent_token_env=agent_token_env,
     )
 
 
@@ -340,6 +347,8 @@ def run(
     tag: str | None = None,
     group: str | None = None,
     db_url: str | None = None,
+    agents: tuple[str, ...] = (),
+    agent_token_env: str | None = None,
 ) -> None:
     """`perfsleuth run`: build the scenario, run it, report, exit per the contract."""
     from probes import Probe, ProbeError, Target
@@ -361,6 +370,12 @@ def run(
     scenario = build_run_scenario(scenario_file, flags, given)
     check_json_path(json_path)
     event_loop_name()  # a bad $PERFSLEUTH_EVENT_LOOP fails before anything starts
+    if agents and scenario.target is not None:
+        raise UsageError(
+            "--agent watches the server on its own host: drop --attach, --attach-name and "
+            "--launch (and the scenario's [target])"
+        )
+    links = connect_agents(agents, agent_token_env)
     store = Store.open(db_url)
     target = None
     extra: list[Probe] = []
@@ -412,6 +427,7 @@ def run(
                 extra_probes=extra,
                 control=control,
                 max_error_rate=max_error_rate,
+                agents=links,
             ),
             notes=[f"the launched command's output goes to {log.name}"] if log else [],
             refresh_s=refresh_s,

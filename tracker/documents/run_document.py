@@ -12,7 +12,7 @@ from typing import Any
 
 from probes import unit_of
 from probes.stacks.profile import merge, top_functions
-from tracker.records import FindingRecord, ProfileRecord, RunRecord, SampleRecord
+from tracker.records import DRIVER_SOURCE, FindingRecord, ProfileRecord, RunRecord, SampleRecord
 from tracker.records.window import (
     INFLIGHT_WAIT,
     ITL,
@@ -184,32 +184,83 @@ def _sessions(total: Window) -> dict[str, Any] | None:
     return {"ok": ok, "failed": failed, "duration_ms": _pct(total, SESSION)}
 
 
+class _ProbeStats:
+    """Mean and max of each probe metric of one host's samples."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self.maxima: dict[str, float] = {}
+        self.samples = 0
+
+    def add(self, sample: SampleRecord) -> None:
+        self.samples += 1
+        for name, value in sample.metrics.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value
+            self.counts[name] = self.counts.get(name, 0) + 1
+            self.maxima[name] = max(self.maxima.get(name, value), value)
+
+    def section(self) -> dict[str, dict[str, Any]]:
+        return {
+            name: {
+                "mean": round(self.sums[name] / self.counts[name], 3),
+                "max": round(self.maxima[name], 3),
+                "unit": unit_of(name),
+            }
+            for name in sorted(self.sums)
+        }
+
+
+def probe_sections(
+    samples: Iterable[SampleRecord], events: list[dict[str, Any]] | None = None
+) -> tuple[_ProbeStats, dict[str, _ProbeStats]]:
+    """Mean and max of every probe metric over the run: the server's host (the samples
+    with no source), and each other host's, by source.
+
+    One pass over the samples (an hour at 4 Hz is 14,400 of them, read from the store as
+    they come); their notes are appended to `events` on the way (an other host's with
+    its name).
+    """
+    server = _ProbeStats()
+    others: dict[str, _ProbeStats] = {}
+    for sample in samples:
+        if events is not None and sample.note:
+            note = sample.note if sample.source is None else f"{sample.source}: {sample.note}"
+            events.append({"t_s": round(sample.t_s, 3), "note": note})
+        if sample.source is None:
+            server.add(sample)
+        else:
+            others.setdefault(sample.source, _ProbeStats()).add(sample)
+    return server, others
+
+
 def probe_section(
     samples: Iterable[SampleRecord], events: list[dict[str, Any]] | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Mean and max of every probe metric over the run, with its unit.
+    """The server host's probe section (see `probe_sections`)."""
+    return probe_sections(samples, events)[0].section()
 
-    One pass over the samples (an hour at 4 Hz is 14,400 of them, read from the store as
-    they come); their notes are appended to `events` on the way.
-    """
-    sums: dict[str, float] = {}
-    counts: dict[str, int] = {}
-    maxima: dict[str, float] = {}
-    for sample in samples:
-        if events is not None and sample.note:
-            events.append({"t_s": round(sample.t_s, 3), "note": sample.note})
-        for name, value in sample.metrics.items():
-            sums[name] = sums.get(name, 0.0) + value
-            counts[name] = counts.get(name, 0) + 1
-            maxima[name] = max(maxima.get(name, value), value)
-    return {
-        name: {
-            "mean": round(sums[name] / counts[name], 3),
-            "max": round(maxima[name], 3),
-            "unit": unit_of(name),
-        }
-        for name in sorted(sums)
-    }
+
+def hosts_section(
+    run: RunRecord, server_samples: int, others: dict[str, _ProbeStats]
+) -> list[dict[str, Any]]:
+    """`probes_hosts`: each host the run observed, the server's first. The run keeps what
+    it knew of each (an agent's URL, version, clock offset, gaps) in its summary; the
+    server's `probes` are the document's own, the others' are added here."""
+    known = list((run.summary or {}).get("probes_hosts") or [])
+    if not known:
+        known = [{"source": "local", "role": "server", "hostname": run.environment.get("host")}]
+    hosts = []
+    for entry in known:
+        host = {k: v for k, v in entry.items() if k != "probes"}
+        if host.get("role") == "server":
+            host["samples"] = server_samples
+        else:
+            stats = others.get(str(host.get("source")))
+            host["samples"] = stats.samples if stats is not None else 0
+            host["probes"] = stats.section() if stats is not None else {}
+        hosts.append(host)
+    return hosts
 
 
 def stacks_section(profiles: Iterable[ProfileRecord], top: int = 10) -> dict[str, Any] | None:
@@ -264,8 +315,12 @@ def run_document(
     extras = run.summary or {}
     doc["requests"]["abandoned"] = int(extras.get("abandoned") or 0)
     events: list[dict[str, Any]] = []
-    doc["probes"] = probe_section(samples, events)
-    own_cpu = doc["probes"].get("driver.cpu_pct")
+    server, others = probe_sections(samples, events)
+    doc["probes"] = server.section()
+    doc["probes_hosts"] = hosts_section(run, server.samples, others)
+    # The driver's own figures are of its host, the server's or not.
+    driver_host = others.get(DRIVER_SOURCE)
+    own_cpu = (driver_host.section() if driver_host else doc["probes"]).get("driver.cpu_pct")
     doc["driver"]["cpu_pct"] = (
         {"mean": own_cpu["mean"], "max": own_cpu["max"]} if own_cpu is not None else None
     )

@@ -36,5 +36,10 @@ def summary_for_history(store: Store, run_id: int, doc: dict[str, Any]) -> dict[
         )
     }
     summary["abandoned"] = doc["requests"].get("abandoned", 0)
+    # What the run knew of each host (an agent's URL, version, clock, gaps): kept here.
+    summary["probes_hosts"] = [
+        {k: v for k, v in host.items() if k not in ("probes", "samples")}
+        for host in doc.get("probes_hosts") or []
+    ]
     summary["metrics"] = estimates_for_summary(store, run_id, doc)
     return summary

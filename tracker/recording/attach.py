@@ -13,10 +13,11 @@ from typing import Protocol
 
 from probes import Probe, Target
 from probes.stacks.profile import FunctionTime
+from tracker.recording.agent_feed import AgentLink, start_feeds, target_died
 from tracker.recording.control import RunControl
 from tracker.recording.environment import fingerprint
 from tracker.recording.recording import Recording, RunIdentity, RunResult
-from tracker.records import SampleRecord
+from tracker.records import DRIVER_SOURCE, SampleRecord
 from tracker.store import Store
 
 
@@ -57,7 +58,7 @@ class AttachProgress:
 
 
 def execute_attach(
-    target: Target,
+    target: Target | None,
     store: Store,
     *,
     duration_s: float | None,
@@ -67,6 +68,7 @@ def execute_attach(
     extra_probes: Sequence[Probe] = (),
     view: AttachView | None = None,
     control: RunControl | None = None,
+    agents: Sequence[AgentLink] = (),
 ) -> RunResult:
     """Sample `target` for `duration_s` (until Ctrl-C when None) and store the run.
 
@@ -74,16 +76,23 @@ def execute_attach(
     screen's `q`), end it early: `interrupted` with a duration, `completed` without one
     (that is how an open-ended attach ends). The target dying ends nothing — host metrics
     go on — but the run is then `failed` with the reason, as `run` does. With `view`, the
-    readings go to the live screen instead of plain lines.
+    readings go to the live screen instead of plain lines. With `agents` and no `target`
+    the server is watched from its own host (the first agent's); the local probes then
+    watch this host.
     """
     import click
 
-    described = target.label
+    if target is not None:
+        described, pid, where = target.label, target.pid, None
+    else:
+        hello = agents[0].hello
+        described = f"{hello.target or 'the host'} on {hello.hostname}"
+        pid, where = None, agents[0].url
     identity = RunIdentity(
         scenario=f"attach {described}",
         scenario_key=f"attach:{described}",
         scenario_json={
-            "attach": {"pid": target.pid, "name": described},
+            "attach": {"pid": pid, "name": described, "agent": where},
             "probe_interval_s": interval_s,
             "duration_s": duration_s,
         },
@@ -110,7 +119,10 @@ def execute_attach(
         if control is not None:
             control.bind(done.set)
             recording.before_stop(lambda: control.bind(None))
+        if agents:
+            recording.local_source = DRIVER_SOURCE
         recording.start_sampling(interval_s, on_sample)
+        feeds = start_feeds(recording, agents, view.note if view is not None else _echo_note)
         try:
             stopped = done.wait(duration_s)  # Ctrl-C / SIGTERM interrupt this wait
         except KeyboardInterrupt:
@@ -120,4 +132,12 @@ def execute_attach(
             stopped = False
         # Stopped from the live screen: early when a duration was asked for.
         recording.settle("interrupted" if stopped and duration_s is not None else "completed")
+        if recording.status == "completed":
+            recording.fail(target_died(feeds))
     return recording.result
+
+
+def _echo_note(message: str) -> None:
+    import click
+
+    click.echo(f"  » {message}", err=True)

@@ -104,6 +104,11 @@ class Recording:
         self.writer: StoreWriter | None = None
         self._write_store: Store | None = None
         self._on_sample: Callable[[SampleRecord], None] | None = None
+        #: The local samples' source: None while they are the server's host's, DRIVER_SOURCE
+        #: when an agent watches the server (`tracker.recording.agent_feed`).
+        self.local_source: str | None = None
+        #: Probes that could not run elsewhere (agents), merged into the run's at the end.
+        self.unavailable_elsewhere: dict[str, str] = {}
         self._before_stop: list[Callable[[], None]] = []
         self._finishers: list[Callable[[dict[str, Any]], None]] = []
         self._result: RunResult | None = None
@@ -159,12 +164,27 @@ class Recording:
         """Store one probe sample (and the stack windows completed since the last one)."""
         writer = self._writer()
         record = SampleRecord(
-            sample.t_mono - self.t0, sample.metrics, sample.target_alive, sample.note
+            sample.t_mono - self.t0,
+            sample.metrics,
+            sample.target_alive,
+            sample.note,
+            self.local_source,
         )
         writer.add_sample(record)
-        if self._on_sample is not None:
+        if self._on_sample is not None and record.source is None:
             self._on_sample(record)
         store_profiles(self.probes, self.t0, writer, self.view)
+
+    def add_remote_sample(self, record: SampleRecord) -> None:
+        """Store a sample an agent took (already on the run's time axis); the server's
+        (no source) go on to `on_sample` as the local ones do without an agent."""
+        self._writer().add_sample(record)
+        if self._on_sample is not None and record.source is None:
+            self._on_sample(record)
+
+    def add_remote_profile(self, record: ProfileRecord) -> None:
+        """Store a window of stacks an agent took."""
+        self._writer().add_profile(record)
 
     def _writer(self) -> StoreWriter:
         if self.writer is None:
@@ -264,7 +284,7 @@ class Recording:
             record,
             status=self.status,
             duration_s=time.monotonic() - self.started,
-            probes_unavailable=dict(self.sampler.unavailable) if self.sampler else {},
+            probes_unavailable=self._unavailable(),
             error=self.error,
             **changes,
         )
@@ -295,6 +315,12 @@ class Recording:
         if failure is not None:
             self._keep_elsewhere(document, failure)
         self._result = RunResult(run_id, self.status, document)
+
+    def _unavailable(self) -> dict[str, str]:
+        local = dict(self.sampler.unavailable) if self.sampler else {}
+        if self.local_source is not None:
+            local = {f"{self.local_source}:{name}": why for name, why in local.items()}
+        return {**local, **self.unavailable_elsewhere}
 
     def _keep_elsewhere(self, document: dict[str, Any], failure: str) -> None:
         """The store failed: the run is `failed`, and its whole document goes to a file

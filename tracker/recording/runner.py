@@ -23,6 +23,7 @@ from tracker.driver.loop import event_loop_name
 from tracker.driver.loop import run as run_loop
 from tracker.driver.workers import WorkerPool
 from tracker.errors import RunFailedError
+from tracker.recording.agent_feed import AgentLink, start_feeds, target_died
 from tracker.recording.control import RunControl
 from tracker.recording.environment import fingerprint
 from tracker.recording.live_watch import LiveWatch
@@ -31,7 +32,7 @@ from tracker.recording.recording import Recording, RunIdentity, RunResult
 from tracker.recording.run_health import DEFAULT_MAX_ERROR_RATE, RunHealth
 from tracker.recording.slo import ThresholdResult, evaluate
 from tracker.recording.stop_signals import after_hangup, handled_stop_signals
-from tracker.records import SampleRecord
+from tracker.records import DRIVER_SOURCE, SampleRecord
 from tracker.records.window import Window
 from tracker.scenario import Scenario
 from tracker.scenario.secrets import redact_json
@@ -99,13 +100,16 @@ def execute_run(
     extra_probes: Sequence[Probe] = (),
     control: RunControl | None = None,
     max_error_rate: float = DEFAULT_MAX_ERROR_RATE,
+    agents: Sequence[AgentLink] = (),
 ) -> RunResult:
     """Run `scenario` against its URL while probing `target`, and store everything.
 
     `extra_probes` run next to the default ones (the target's GC probe, its stacks).
     `control` lets another thread stop the run (the live screen's `q`), as Ctrl-C does.
     A run whose target stopped answering, or with more than `max_error_rate` of its
-    requests failed, is stored as failed (`tracker.recording.run_health`).
+    requests failed, is stored as failed (`tracker.recording.run_health`). `agents`
+    stream the server's host's samples (the first) and other hosts' from where they run;
+    the local probes then watch the driver's own host.
 
     Raises:
         RunFailedError: the target was unreachable; the run is stored as `failed`.
@@ -174,7 +178,10 @@ def execute_run(
             watcher.add(window)
             health.add(window)
 
+        if agents:
+            recording.local_source = DRIVER_SOURCE
         recording.start_sampling(scenario.probe_interval_s, on_sample)
+        feeds = start_feeds(recording, agents, progress.note if progress else None)
         recording.t0 = t0 = max(recording.t0, time.monotonic())
         in_flight: Callable[[], int]
         if pool is not None:
@@ -199,6 +206,8 @@ def execute_run(
             if progress is not None:
                 progress.note(f"request {name!r} ran out of unique dataset rows and was retired")
         recording.settle("interrupted" if ended.interrupted else "completed")
+        if recording.status == "completed":
+            recording.fail(target_died(feeds))
         if store_gave_out:
             recording.fail(store_gave_out[0])
         elif recording.status == "completed":

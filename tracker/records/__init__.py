@@ -6,6 +6,12 @@ the recording and the screens pass them along, and none of those needs another's
 for it. Importing this package stays cheap (no SQLAlchemy, no hdrh).
 """
 
-from tracker.records.stored import FindingRecord, ProfileRecord, RunRecord, SampleRecord
+from tracker.records.stored import (
+    DRIVER_SOURCE,
+    FindingRecord,
+    ProfileRecord,
+    RunRecord,
+    SampleRecord,
+)
 
-__all__ = ["FindingRecord", "ProfileRecord", "RunRecord", "SampleRecord"]
+__all__ = ["DRIVER_SOURCE", "FindingRecord", "ProfileRecord", "RunRecord", "SampleRecord"]

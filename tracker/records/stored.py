@@ -31,14 +31,26 @@ class RunRecord:
     group_name: str | None = None  # `run --group NAME`: one of several hosts' runs
 
 
+#: The source of the load driver's own host's samples when an agent watches the server.
+DRIVER_SOURCE = "driver"
+
+
 @dataclass(frozen=True)
 class SampleRecord:
-    """One probe sample, `t_s` seconds after the run's start."""
+    """One probe sample, `t_s` seconds after the run's start (the end of the interval
+    its rates cover).
+
+    `source` is None for the samples of the server's host as the run observed it (its
+    `probes`): the local probes, or the first `--agent`'s. Other hosts' samples carry a
+    label: an agent's `hostname@host:port`, or `driver` for the load driver's own host
+    when an agent watches the server (the run document's `probes_hosts`).
+    """
 
     t_s: float
     metrics: dict[str, float]
     target_alive: bool = True
     note: str | None = None
+    source: str | None = None
 
 
 @dataclass(frozen=True)

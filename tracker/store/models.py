@@ -77,6 +77,8 @@ class ProbeSampleModel(Base):
     target_alive: Mapped[bool] = mapped_column(Boolean)
     note: Mapped[str | None] = mapped_column(Text)
     metrics: Mapped[dict[str, float]] = mapped_column(JSON)
+    # None: the server's host as the run observed it; else another host (SampleRecord).
+    source: Mapped[str | None] = mapped_column(String(200))
 
 
 class ProfileModel(Base):

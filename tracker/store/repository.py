@@ -149,6 +149,7 @@ class Store:
                 "t_s": s.t_s,
                 "target_alive": s.target_alive,
                 "note": s.note,
+                "source": s.source,
                 # PostgreSQL's json rejects NaN and infinities; one would lose the batch.
                 "metrics": {k: v for k, v in s.metrics.items() if math.isfinite(v)},
             }
@@ -363,8 +364,8 @@ class Store:
         return list(self.iter_samples(run_id))
 
     def iter_samples(self, run_id: int) -> Iterator[SampleRecord]:
-        """The run's probe samples in time order, read a batch at a time (a long run at
-        4 Hz holds tens of thousands)."""
+        """The run's probe samples, of every source, in time order, read a batch at a time
+        (a long run at 4 Hz holds tens of thousands)."""
         with Session(self._engine) as session:
             models = session.scalars(
                 select(ProbeSampleModel)
@@ -373,7 +374,7 @@ class Store:
                 .execution_options(yield_per=500)
             )
             for m in models:
-                yield SampleRecord(m.t_s, dict(m.metrics), m.target_alive, m.note)
+                yield SampleRecord(m.t_s, dict(m.metrics), m.target_alive, m.note, m.source)
 
     def findings(self, run_id: int) -> list[FindingRecord]:
         with Session(self._engine) as session:
