@@ -87,19 +87,20 @@ def test_samples_stream_to_several_drivers_and_a_late_one(tmp_path: Path) -> Non
         )
         reader.start()
         time.sleep(1.0)
-        late = _stream(agent.url, 1.5, headers=_headers())
+        late = _stream(agent.url, 2.0, headers=_headers())
         reader.join(timeout=30)
     for lines in (first, late):
         assert lines[0]["type"] == "status"
         assert lines[0]["target"].endswith(f"[{server.pid}]")
         assert lines[0]["target_alive"] is True
         samples = [line for line in lines if line["type"] == "sample"]
-        assert len(samples) >= 4
+        assert len(samples) >= 3
         seqs = [s["seq"] for s in samples]
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
         # Each sample measured the interval since the one before.
         assert all(b["start"] == a["end"] for a, b in itertools.pairwise(samples))
-        assert all(0.15 < s["end"] - s["start"] < 1.0 for s in samples[1:])
+        # About 250 ms each; longer where a busy machine made the sampler skip a tick.
+        assert all(0.15 < s["end"] - s["start"] < 3.0 for s in samples[1:])
         assert "cpu.process_pct" in samples[-1]["metrics"]
         assert "cpu.host_pct" in samples[-1]["metrics"]
     # The late driver got samples from then on, not the first one's history.
@@ -138,8 +139,10 @@ def test_the_agent_outlives_its_target_and_follows_it_by_name(tmp_path: Path) ->
     back = next(i for i, s in enumerate(samples) if s["note"] and "is back" in s["note"])
     assert samples[back]["start"] is None  # a new target's first sample measured nothing
     assert samples[-1]["target_alive"] is True
-    statuses = [line for line in lines if line["type"] == "status"]
-    assert [s["target_alive"] for s in statuses][:3] == [True, False, True]
+    # A status line comes whenever it changes (a probe found unavailable, too): the
+    # target's life reads alive, dead, alive again.
+    alive = [line["target_alive"] for line in lines if line["type"] == "status"]
+    assert [a for a, _ in itertools.groupby(alive)] == [True, False, True], alive
 
 
 def test_tls_and_a_prompt_stop_with_a_driver_connected(tmp_path: Path) -> None:

@@ -146,7 +146,9 @@ class Observer:
             target,
             interval_s=self._interval,
             on_sample=self._on_sample,
-            probes=[*default_probes(), *probes],
+            # Not the self probe: its `driver.*` figures are the load driver's own, and
+            # this process is no driver (its cost is measured in benchmarks/).
+            probes=[*(p for p in default_probes() if p.name != "self"), *probes],
         )
         with self._lock:
             self._target, self._probes, self._sampler = target, probes, sampler
