@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support.agent import TOKEN, http_server, running_agent
+from support.agent import TOKEN, http_server, running_agent, self_signed
 
 
 def _headers(token: str | None = TOKEN) -> dict[str, str]:
@@ -146,17 +146,7 @@ def test_the_agent_outlives_its_target_and_follows_it_by_name(tmp_path: Path) ->
 
 
 def test_tls_and_a_prompt_stop_with_a_driver_connected(tmp_path: Path) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    made = subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-            "-keyout", str(key), "-out", str(cert),
-        ],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    if made.returncode != 0:
-        pytest.skip(f"openssl cannot make a certificate here: {made.stderr.strip()}")
+    cert, key = self_signed(tmp_path)
     with running_agent("--tls-cert", str(cert), "--tls-key", str(key), cwd=tmp_path) as agent:
         assert agent.url.startswith("https://")
         trusted = ssl.create_default_context(cafile=str(cert))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import perfsleuth, read_until_counted, show_json
-from support.agent import TOKEN, http_server, running_agent
+from support.agent import TOKEN, http_server, running_agent, self_signed
 from support.llm_server import running_llm_server
 
 from tracker import __version__
@@ -250,3 +250,48 @@ def test_an_agent_of_another_protocol_is_named_with_both_versions(tmp_path: Path
     line = done.stderr.strip()
     assert "the agent at gpu-box runs perfsleuth 9.0.0 (agent protocol 99)" in line
     assert f"this driver perfsleuth {__version__} (protocol 1)" in line
+
+
+def test_a_driver_trusts_an_agents_own_ca_through_ssl_cert_file(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    db = f"sqlite:///{tmp_path / 'a.db'}"
+    with running_agent("--tls-cert", str(cert), "--tls-key", str(key), cwd=tmp_path) as agent:
+        args = ("attach", "--agent", agent.url, "--duration", "1s", "--json", "-", "--db", db)
+        untrusted = perfsleuth(*args, cwd=tmp_path, env={"PERFSLEUTH_AGENT_TOKEN": TOKEN})
+        trusted = perfsleuth(
+            *args, cwd=tmp_path,
+            env={"PERFSLEUTH_AGENT_TOKEN": TOKEN, "SSL_CERT_FILE": str(cert)},
+        )  # fmt: skip
+    assert untrusted.returncode == 2
+    assert "its TLS certificate is not trusted here: set $SSL_CERT_FILE" in untrusted.stderr
+    assert trusted.returncode == 0, trusted.stderr
+    assert json.loads(trusted.stdout)["probes_hosts"][0]["samples"] >= 2
+
+
+def test_two_agents_on_one_host_are_two_sources(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    with (
+        running_llm_server() as server,
+        running_agent(str(server.pid), cwd=tmp_path) as first,
+        running_agent(cwd=tmp_path) as second,
+    ):  # the second: the host alone
+        done = perfsleuth(
+            *_run_args(server.url, first.url, db, "3s"), "--agent", second.url, cwd=tmp_path,
+            env={"PERFSLEUTH_AGENT_TOKEN": TOKEN},
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    server_host, driver_host, other = doc["probes_hosts"]
+    assert (server_host["role"], driver_host["role"], other["role"]) == (
+        "server",
+        "driver",
+        "agent",
+    )
+    # One hostname, two agents: told apart by where they listen.
+    assert server_host["hostname"] == other["hostname"]
+    assert server_host["source"] != other["source"]
+    assert other["source"].endswith("@" + second.url.split("//")[1])
+    assert other["samples"] >= 6 and "cpu.host_pct" in other["probes"]
+    assert "cpu.process_pct" not in other["probes"]  # it watches no process
+    assert f"{other['source']}:gpu" in doc["probes_unavailable"]
+    assert set(_sources(db, doc["run_id"])) == {None, "driver", other["source"]}

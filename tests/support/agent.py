@@ -74,3 +74,21 @@ def http_server(cwd: Path, marker: str) -> Iterator[subprocess.Popen[bytes]]:
     finally:
         proc.kill()
         proc.wait(timeout=10)
+
+
+def self_signed(where: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, made by openssl (skips without it)."""
+    import pytest
+
+    cert, key = where / "cert.pem", where / "key.pem"
+    made = subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+            "-keyout", str(key), "-out", str(cert),
+        ],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if made.returncode != 0:
+        pytest.skip(f"openssl cannot make a certificate here: {made.stderr.strip()}")
+    return cert, key

@@ -241,6 +241,12 @@ def serve(
         f"{scheme}://{shown_host}:{port}" + (" (token required)" if token else ""),
         err=True,
     )
+    if not where.loopback and tls is None:
+        click.echo(
+            "perfsleuth agent: without --tls-cert the token and the samples cross the "
+            "network unencrypted",
+            err=True,
+        )
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:

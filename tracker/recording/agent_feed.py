@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -81,11 +82,16 @@ def _client(token: str | None) -> httpx.Client:
     return httpx.Client(
         headers={**_headers(token), "User-Agent": f"perfsleuth/{__version__}"},
         timeout=httpx.Timeout(_CONNECT_TIMEOUT_S, read=READ_TIMEOUT_S),
-        trust_env=False,  # never through a proxy: the agent is on the server's network
+        # The system's trust store (and $SSL_CERT_FILE, for an agent's own CA), not
+        # certifi's; and never through a proxy: the agent is on the server's network.
+        verify=ssl.create_default_context(),
+        trust_env=False,
     )
 
 
 def _describe(exc: BaseException) -> str:
+    if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        return "its TLS certificate is not trusted here: set $SSL_CERT_FILE to its CA"
     if isinstance(exc, httpx.ConnectError):
         return "connection refused or unreachable"
     if isinstance(exc, httpx.TimeoutException):
