@@ -57,6 +57,7 @@ def test_the_token_is_required_and_checked(tmp_path: Path) -> None:
         ([], {"PERFSLEUTH_AGENT_TOKEN": "short"}, "at least 16 characters"),
         (["--listen", "127.0.0.1:http"], {}, "is not HOST:PORT"),
         (["--tls-cert", "c.pem"], {}, "--tls-cert and --tls-key go together"),
+        (["--tls-cert", "/dev/null", "--tls-key", "/dev/null"], {}, "not a certificate"),
         (["123", "--name", "x"], {}, "at most one of PID, --name and --launch"),
         (["--name", "no-process-has-this-name-7f2c"], {}, "no process name or command line"),
         (["--launch", 'python "unterminated'], {}, "check its quotes"),

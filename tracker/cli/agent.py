@@ -12,6 +12,7 @@ import ipaddress
 import os
 import shlex
 import socket
+import ssl
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -152,6 +153,13 @@ def command(
     for flag, path in (("--tls-cert", tls_cert), ("--tls-key", tls_key)):
         if path is not None and not os.access(path, os.R_OK):
             raise UsageError(f"{flag}: cannot read {path}")
+    if tls_cert is not None and tls_key is not None:
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(tls_cert, tls_key)
+        except (ssl.SSLError, OSError) as exc:
+            raise UsageError(
+                f"--tls-cert / --tls-key: not a certificate and its key in PEM ({exc})"
+            ) from None
     argv = None
     if launch is not None:
         try:
