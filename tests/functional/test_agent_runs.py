@@ -218,15 +218,34 @@ def test_attach_through_an_agent_and_the_target_dying_there(tmp_path: Path) -> N
     assert "died during the run (killed by signal SIGKILL)" in died["error"], died["error"]
 
 
-def test_an_agent_of_another_protocol_is_named_with_both_versions(tmp_path: Path) -> None:
+NEWER_AGENT = json.dumps(
+    {"perfsleuth": "9.0.0", "protocol": 99, "hostname": "gpu-box", "interval_s": 0.25,
+     "target": None}
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("hello", "needles"),
+    [
+        (
+            NEWER_AGENT,
+            [
+                "the agent at gpu-box runs perfsleuth 9.0.0 (agent protocol 99)",
+                f"this driver perfsleuth {__version__} (protocol 1)",
+            ],
+        ),
+        ("[1, 2]", ["is not a perfsleuth agent"]),
+    ],
+    ids=["newer-agent", "not-an-agent"],
+)
+def test_an_agent_that_speaks_otherwise_is_refused_before_the_run(
+    tmp_path: Path, hello: str, needles: list[str]
+) -> None:
     import http.server
 
-    class NewerAgent(http.server.BaseHTTPRequestHandler):
+    class Answer(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = json.dumps(
-                {"perfsleuth": "9.0.0", "protocol": 99, "hostname": "gpu-box",
-                 "interval_s": 0.25, "target": None}
-            ).encode()  # fmt: skip
+            body = hello.encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -236,7 +255,7 @@ def test_an_agent_of_another_protocol_is_named_with_both_versions(tmp_path: Path
         def log_message(self, *_: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NewerAgent)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         done = perfsleuth(
@@ -247,9 +266,10 @@ def test_an_agent_of_another_protocol_is_named_with_both_versions(tmp_path: Path
         server.shutdown()
         server.server_close()
     assert done.returncode == 2, done.stderr
-    line = done.stderr.strip()
-    assert "the agent at gpu-box runs perfsleuth 9.0.0 (agent protocol 99)" in line
-    assert f"this driver perfsleuth {__version__} (protocol 1)" in line
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    for needle in needles:
+        assert needle in lines[0]
 
 
 def test_a_driver_trusts_an_agents_own_ca_through_ssl_cert_file(tmp_path: Path) -> None:

@@ -136,7 +136,7 @@ def connect(url: str, token: str | None, token_env: str) -> AgentLink:
         check_protocol(hello, __version__)
     except ProtocolMismatch as exc:
         raise UsageError(f"--agent: {exc}") from None
-    except ValueError:
+    except (ValueError, TypeError, AttributeError):
         raise UsageError(f"--agent: {base} is not a perfsleuth agent") from None
     netloc = urlsplit(base).netloc.rsplit("@", 1)[-1]
     return AgentLink(base, token, hello, f"{hello.hostname}@{netloc}")
@@ -268,11 +268,11 @@ class AgentFeed:
                 self._read_stream()
                 pause = 0.5
                 failure = "the agent ended its stream"
-            except (httpx.HTTPError, OSError, ValueError, KeyError) as exc:
-                failure = _describe(exc)
             except _Refused as exc:
                 self._say(str(exc))
                 return
+            except Exception as exc:  # noqa: BLE001 - whatever broke the stream: try again
+                failure = _describe(exc)
             if self._stop.is_set():
                 return
             with self._lock:
