@@ -197,4 +197,4 @@ def test_the_example_scenario_runs_in_a_short_form(tmp_path: Path) -> None:
     # either: the example server's HTTP loop shares the GIL with its engine thread, 20 ms
     # to 1.5 s under this load on a busy 2-core machine.)
     e2e, submit = tasks["e2e_ms"]["p50"], tasks["submit_ms"]["p50"]
-    assert e2e > 500 and e2e > submit + 300, tasks
+    assert e2e >= 400 and e2e > submit + 300, tasks  # 400: the 100 steps themselves

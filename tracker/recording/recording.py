@@ -116,8 +116,12 @@ class Recording:
     def __enter__(self) -> Recording:
         i = self.identity
         started_at = datetime.now(UTC)
+        # The run's own writes (its row, then its data) wait WRITE_LOCK_WAIT_S for another
+        # process's lock, not the default 30 s: the writer retries on its own, and a run
+        # that cannot start says so in seconds.
+        self._write_store = self.store.reopened(busy_timeout_s=WRITE_LOCK_WAIT_S)
         try:
-            self.run_id = self.store.create_run(
+            self.run_id = self._write_store.create_run(
                 scenario=i.scenario,
                 scenario_key=i.scenario_key,
                 scenario_json=i.scenario_json,
@@ -129,6 +133,7 @@ class Recording:
                 started_at=started_at,
             )
         except Exception as exc:
+            self._write_store.close()
             if not is_store_error(exc):
                 raise
             raise StoreError(
@@ -188,7 +193,8 @@ class Recording:
 
     def _writer(self) -> StoreWriter:
         if self.writer is None:
-            self._write_store = self.store.reopened(busy_timeout_s=WRITE_LOCK_WAIT_S)
+            if self._write_store is None:
+                self._write_store = self.store.reopened(busy_timeout_s=WRITE_LOCK_WAIT_S)
             self.writer = StoreWriter(
                 self._write_store,
                 self.run_id,
