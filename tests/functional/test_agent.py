@@ -133,10 +133,9 @@ def test_the_agent_outlives_its_target_and_follows_it_by_name(tmp_path: Path) ->
     assert code == 0
     samples = [line for line in lines if line["type"] == "sample"]
     notes = [s["note"] for s in samples if s["note"]]
-    # Its reason: "killed by signal SIGKILL" when the agent saw the zombie before this
-    # test reaped it, "vanished" after.
-    died = (f"target process {server.pid} vanished", "target killed by signal SIGKILL")
-    assert any(n.startswith(died) for n in notes), notes
+    # The death is noted; its reason depends on who looks first: "killed by signal
+    # SIGKILL" (the zombie, before this test reaps it), "exited" or "vanished" (after).
+    assert any(n.startswith("target ") and "host metrics continue" in n for n in notes), notes
     dead = [s for s in samples if not s["target_alive"]]
     assert dead and all("cpu.host_pct" in s["metrics"] for s in dead)  # the host goes on
     assert any(f"is back: following pid {again.pid}" in n for n in notes), notes
